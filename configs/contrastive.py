@@ -1,0 +1,12 @@
+r"""Contrastive pretraining: BYOL only, votes unused.
+
+  python -m gzevo_jax.main --config=configs/contrastive.py
+  python -m gzevo_jax.main --config=configs/contrastive.py:smoke
+"""
+
+from gzevo_jax import config_lib
+
+
+def get_config(arg=None):
+  config = config_lib.base_config('contrastive')
+  return config_lib.apply_variant(config, arg, {'smoke': config_lib.smoke})

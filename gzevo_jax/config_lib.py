@@ -1,0 +1,197 @@
+"""The base config every objective shares, its variants, and its validation.
+
+Config files in `configs/` call `base_config(objective)` and then set what
+differs; every field that matters is here, with a comment, so nothing is a
+hidden default in a code path. `validate(config)` turns a bad value into a
+message that lists the valid choices.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+from typing import Callable, Iterable, Mapping, Optional
+
+import ml_collections
+
+OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
+DATA_SOURCES = ('in_memory_synthetic',)
+DTYPES = ('float32', 'bfloat16')
+
+
+def base_config(objective: str) -> ml_collections.ConfigDict:
+  """Defaults shared by all objectives: a CPU-sized run on synthetic data."""
+  c = ml_collections.ConfigDict()
+  c.objective = objective        # One of OBJECTIVES.
+  c.run_name = objective         # Default workdir is runs/<run_name>.
+  c.seed = 0                     # Parameters, dropout and data all derive from it.
+  c.schema = 'gz_evo_v0_1'       # Built-in schema name, or a path to a .json.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = 'in_memory_synthetic'  # One of DATA_SOURCES.
+  c.data.image_size = 64
+  c.data.channels = 3
+  c.data.num_train_examples = 4096      # Defines an epoch for num_epochs.
+  c.data.labelled_fraction = 0.3        # Share of galaxies with any votes.
+
+  c.global_batch_size = 64       # Split evenly over all devices of all hosts.
+  # Durations as '<number> steps' or '<number> epochs' (see parse_duration).
+  c.train_duration = '8 epochs'
+  c.warmup_duration = '0.5 epochs'  # Linear warmup, then cosine decay to 0.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = 'resnet18'   # One of models.ENCODERS.
+  c.model.width_multiplier = 0.25
+  c.model.small_image_stem = True  # 3x3 stride-1 stem for <= 64 px images.
+  c.model.drop_path_rate = 0.0     # Stochastic depth; ConvNeXt only.
+  c.model.dtype = 'float32'        # Compute dtype; one of DTYPES.
+  c.model.projector_hidden_dim = 512   # BYOL: 4096.
+  c.model.projection_dim = 128         # BYOL: 256.
+  c.model.predictor_hidden_dim = 512   # BYOL: 4096.
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.supervised_weight = 1.0   # Hybrid: L = L_byol + w * L_sup.
+  # Hybrid: False for plain w, True for the paper's w * |L_byol| / L_sup.
+  c.loss.rescale_supervised = False
+
+  c.ema = ml_collections.ConfigDict()
+  c.ema.tau_base = 0.99          # Target decay at step 0; cosine to 1.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'lars'      # One of optim.OPTIMIZERS.
+  c.optimizer.base_learning_rate = 0.2
+  # Peak lr = base * global_batch_size / lr_reference_batch_size (<= 0: no scaling).
+  c.optimizer.lr_reference_batch_size = 256
+  c.optimizer.weight_decay = 1.5e-6
+  c.optimizer.momentum = 0.9           # LARS.
+  c.optimizer.trust_coefficient = 1e-3  # LARS.
+  c.optimizer.b1 = 0.9                 # AdamW.
+  c.optimizer.b2 = 0.999               # AdamW.
+  c.optimizer.eps = 1e-8               # AdamW.
+
+  c.log_every_steps = 20         # Metrics to stdout, metrics.jsonl, TensorBoard.
+  c.checkpoint_every_steps = 200  # Also saved at the end of training.
+  c.keep_checkpoints = 3         # Most recent checkpoints kept on disk.
+  c.async_checkpointing = True
+  return c
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
+                  variants: Mapping[str, Callable[[ml_collections.ConfigDict],
+                                                  None]]
+                  ) -> ml_collections.ConfigDict:
+  """Applies the named variant (`--config=file.py:NAME`) in place.
+
+  Raises a ValueError listing the variants when NAME is unknown.
+  """
+  if not arg:
+    return config
+  if arg not in variants:
+    raise ValueError(f'unknown config variant {arg!r}; choose one of '
+                     f'{", ".join(sorted(variants)) or "(none)"}')
+  variants[arg](config)
+  config.run_name = f'{config.run_name}_{arg}'
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> None:
+  """A seconds-long CPU run that exercises every code path."""
+  config.data.image_size = 32
+  config.data.num_train_examples = 256
+  config.global_batch_size = 16
+  config.train_duration = '30 steps'
+  config.warmup_duration = '5 steps'
+  config.model.width_multiplier = 0.125
+  config.model.projector_hidden_dim = 64
+  config.model.projection_dim = 32
+  config.model.predictor_hidden_dim = 64
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 15
+
+
+def _choice(field: str, value: str, choices: Iterable[str]) -> None:
+  choices = tuple(choices)
+  if value not in choices:
+    raise ValueError(f'config.{field}={value!r} is not valid; choose one of '
+                     f'{", ".join(choices)}')
+
+
+_DURATION = re.compile(r'^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*'
+                       r'(steps?|epochs?)\s*$')
+
+
+def parse_duration(text: str, steps_per_epoch: int,
+                   field: str = 'duration') -> int:
+  """'300 steps' -> 300; '2.5 epochs' -> ceil(2.5 * steps_per_epoch)."""
+  match = _DURATION.match(str(text))
+  if not match:
+    raise ValueError(f"config.{field}={text!r} is not a duration; write e.g. "
+                     "'300 steps' or '2.5 epochs'")
+  value, unit = float(match[1]), match[2]
+  if unit.startswith('step'):
+    if value != int(value):
+      raise ValueError(f'config.{field}={text!r}: steps must be a whole '
+                       'number')
+    return int(value)
+  return int(math.ceil(value * steps_per_epoch))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and its valid choices."""
+  from gzevo_jax import models, optim  # Local: keep config import light.
+  _choice('objective', config.objective, OBJECTIVES)
+  _choice('data.source', config.data.source, DATA_SOURCES)
+  _choice('model.encoder', config.model.encoder, sorted(models.ENCODERS))
+  _choice('model.dtype', config.model.dtype, DTYPES)
+  _choice('optimizer.name', config.optimizer.name, optim.OPTIMIZERS)
+  parse_duration(config.train_duration, 1, 'train_duration')
+  parse_duration(config.warmup_duration, 1, 'warmup_duration')
+  for field in ('global_batch_size', 'log_every_steps',
+                'checkpoint_every_steps', 'keep_checkpoints',
+                'data.image_size', 'data.channels', 'data.num_train_examples'):
+    value = _get(config, field)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'config.{field} must be a positive integer, got '
+                       f'{value!r}')
+  if not 0.0 <= config.data.labelled_fraction <= 1.0:
+    raise ValueError('config.data.labelled_fraction must lie in [0, 1], got '
+                     f'{config.data.labelled_fraction}')
+  if not 0.0 <= config.ema.tau_base <= 1.0:
+    raise ValueError(f'config.ema.tau_base must lie in [0, 1], got '
+                     f'{config.ema.tau_base}')
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  node = config
+  for part in dotted.split('.'):
+    node = node[part]
+  return node
+
+
+def unknown_field_message(config: ml_collections.ConfigDict,
+                          dotted: str) -> Optional[str]:
+  """If `dotted` is not a field of `config`, a message listing valid fields."""
+  node, walked = config, []
+  for part in dotted.split('.'):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      where = 'config' + ''.join(f'.{w}' for w in walked)
+      valid = (sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict)
+               else [])
+      return (f'unknown config field {dotted!r}: {where} has no field '
+              f'{part!r}; valid fields: {", ".join(valid)}')
+    node = node[part]
+    walked.append(part)
+  return None
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:variant]` as --config does."""
+  path, _, arg = spec.partition(':')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config file not found: {path}')
+  module_spec = importlib.util.spec_from_file_location('_gzevo_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

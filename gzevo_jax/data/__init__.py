@@ -1,0 +1,1 @@
+"""Data sources. Modules that need TensorFlow import it lazily."""

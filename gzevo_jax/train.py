@@ -1,0 +1,412 @@
+"""The one train loop for all three objectives: contrastive, supervised, hybrid.
+
+  setup = build_setup(config)                 # model, optimizer, schedules
+  state = create_train_state(config, setup)   # one explicit pytree
+  state, metrics = train_step(state, batch, setup=setup)   # per device
+  train_and_evaluate(config, workdir)         # the loop, checkpoints, metrics
+
+`train_step` is written for one device with the named axis `batch` and mapped
+over all devices by `parallel.data_parallel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Any, Iterator, Mapping, Optional
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gzevo_jax import checkpoint as checkpoint_lib
+from gzevo_jax import config_lib
+from gzevo_jax import losses
+from gzevo_jax import metric_writers
+from gzevo_jax import models
+from gzevo_jax import optim
+from gzevo_jax import parallel
+from gzevo_jax.schema import Schema, get_schema
+
+Batch = Mapping[str, Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training, as one pytree.
+
+  `target_params` / `target_batch_stats` hold the BYOL target network
+  (encoder + projector, an EMA of the online ones) and are empty for the
+  supervised objective. `rng` is the base key; each step and device folds in
+  its own indices, so randomness is a pure function of (seed, step, device).
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  target_params: Any
+  target_batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Durations:
+  steps_per_epoch: int
+  total_steps: int
+  warmup_steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What the step needs besides state: built once from the config."""
+  config: ml_collections.ConfigDict
+  schema: Schema
+  model: models.GalaxyModel
+  tx: optax.GradientTransformation
+  lr_schedule: optax.Schedule
+  durations: Durations
+
+  @property
+  def objective(self) -> str:
+    return self.config.objective
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    d = self.config.data
+    return (d.image_size, d.image_size, d.channels)
+
+
+def resolve_durations(config: ml_collections.ConfigDict) -> Durations:
+  """Total and warmup steps from whichever of steps / epochs the config sets."""
+  steps_per_epoch = config.data.num_train_examples // config.global_batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(f'config.global_batch_size={config.global_batch_size} '
+                     'exceeds config.data.num_train_examples='
+                     f'{config.data.num_train_examples}')
+
+  total = config_lib.parse_duration(config.train_duration, steps_per_epoch,
+                                    'train_duration')
+  if total < 1:
+    raise ValueError(f'config.train_duration={config.train_duration!r} is '
+                     'less than one step')
+  warmup = config_lib.parse_duration(config.warmup_duration, steps_per_epoch,
+                                     'warmup_duration')
+  return Durations(steps_per_epoch=steps_per_epoch, total_steps=total,
+                   warmup_steps=warmup)
+
+
+def build_setup(config: ml_collections.ConfigDict,
+                schema: Optional[Schema] = None) -> Setup:
+  """Validates the config and builds model, optimizer and schedules.
+
+  `schema` overrides `config.schema` (a checkpoint carries its own).
+  """
+  config_lib.validate(config)
+  schema = get_schema(config.schema) if schema is None else schema
+  durations = resolve_durations(config)
+  lr_schedule = optim.learning_rate_schedule(
+      optim.peak_learning_rate(config.optimizer, config.global_batch_size),
+      durations.warmup_steps, durations.total_steps)
+  return Setup(config=config, schema=schema,
+               model=models.build_model(config, schema.num_answers),
+               tx=optim.build_optimizer(config.optimizer, lr_schedule),
+               lr_schedule=lr_schedule, durations=durations)
+
+
+def _target_subtrees(tree: Mapping[str, Any]) -> dict[str, Any]:
+  """The encoder and projector parts of an online variable collection."""
+  return {k: tree[k] for k in ('encoder', 'projector') if k in tree}
+
+
+def create_train_state(setup: Setup, seed: Optional[int] = None) -> TrainState:
+  """Initialises parameters, target network and optimizer (on the host)."""
+  seed = setup.config.seed if seed is None else seed
+  init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
+  dummy = jnp.zeros((1, *setup.image_shape), jnp.float32)
+  # train=False: BatchNorm needs no cross-device axis to initialise.
+  variables = setup.model.init(init_rng, dummy, train=False)
+  params = variables['params']
+  batch_stats = variables.get('batch_stats', {})
+  two_views = models.uses_byol(setup.objective)
+  # The target starts as a copy of the online encoder + projector (BYOL).
+  target_params = _target_subtrees(params) if two_views else {}
+  target_batch_stats = _target_subtrees(batch_stats) if two_views else {}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=batch_stats,
+                    target_params=jax.tree.map(jnp.copy, target_params),
+                    target_batch_stats=jax.tree.map(jnp.copy,
+                                                    target_batch_stats),
+                    opt_state=setup.tx.init(params), rng=state_rng)
+
+
+def _apply(model: models.GalaxyModel, params: Any, batch_stats: Any,
+           images: jax.Array, rng: jax.Array, method: Any = None):
+  """A train-mode forward pass returning (outputs, new batch_stats)."""
+  out, updates = model.apply({'params': params, 'batch_stats': batch_stats},
+                             images, train=True, mutable=['batch_stats'],
+                             rngs={'dropout': rng}, method=method)
+  return out, updates.get('batch_stats', batch_stats)
+
+
+def _mean_dirichlet_nll(votes: jax.Array, concentrations: jax.Array,
+                        schema: Schema) -> jax.Array:
+  """Per-galaxy loss (sum over questions), averaged over the batch."""
+  nll = losses.dirichlet_multinomial_nll(votes, concentrations, schema)
+  return jnp.mean(jnp.sum(nll, axis=-1))
+
+
+def _split_views(tree: Any) -> tuple[Any, Any]:
+  """Undoes the view concatenation of `_views`: (view 1, view 2) outputs."""
+  first = jax.tree.map(lambda x: x[:x.shape[0] // 2], tree)
+  second = jax.tree.map(lambda x: x[x.shape[0] // 2:], tree)
+  return first, second
+
+
+def _views(batch: Batch, two_views: bool) -> jax.Array:
+  """Images for one forward pass: both views stacked along the batch axis.
+
+  One pass over [2B] images rather than two over [B] halves the compiled
+  graph and feeds the convolutions bigger batches; BatchNorm statistics then
+  cover both views, as in SimCLR's reference implementation.
+  """
+  if not two_views:
+    return batch['image']
+  return jnp.concatenate([batch['image'], batch['image_2']], axis=0)
+
+
+def _loss_and_updates(params: Any, state: TrainState, batch: Batch,
+                      targets: Optional[jax.Array], rng: jax.Array,
+                      setup: Setup):
+  """The objective's loss on this device's shard; aux = (batch_stats, terms).
+
+  `targets` are the target network's projections of both views ([2B, D],
+  view 1 first) for the BYOL objectives, else None.
+  """
+  objective, schema, cfg = setup.objective, setup.schema, setup.config.loss
+  two_views = targets is not None
+  out, batch_stats = _apply(setup.model, params, state.batch_stats,
+                            _views(batch, two_views), rng)
+  terms = {}
+  if objective == 'supervised':
+    loss = terms['supervised_loss'] = _mean_dirichlet_nll(
+        batch['votes'], out['concentrations'], schema)
+    return loss, (batch_stats, terms)
+
+  pred_1, pred_2 = _split_views(out['prediction'])
+  byol = terms['byol_loss'] = losses.byol_loss(pred_1, pred_2,
+                                               *_split_views(targets))
+  if objective == 'contrastive':
+    return byol, (batch_stats, terms)
+
+  # Hybrid: the Dirichlet head sees the online representation of both views.
+  votes = jnp.concatenate([batch['votes'], batch['votes']], axis=0)
+  supervised = terms['supervised_loss'] = _mean_dirichlet_nll(
+      votes, out['concentrations'], schema)
+  factor = terms['supervised_factor'] = losses.supervised_weight(
+      byol, supervised, cfg.supervised_weight, cfg.rescale_supervised)
+  return byol + factor * supervised, (batch_stats, terms)
+
+
+def train_step(state: TrainState, batch: Batch, *,
+               setup: Setup) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on one device's shard of the global batch.
+
+  Must run under a mapped axis named `batch` (see `parallel.data_parallel`):
+  gradients, metrics and BatchNorm statistics are averaged over it.
+  """
+  axis = models.BATCH_AXIS
+  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
+                           jax.lax.axis_index(axis))
+  online_rng, target_rng = jax.random.split(rng)
+  two_views = models.uses_byol(setup.objective)
+
+  targets, target_batch_stats = None, state.target_batch_stats
+  if two_views:
+    targets, target_batch_stats = _apply(
+        setup.model, state.target_params, target_batch_stats,
+        _views(batch, two_views), target_rng, method=models.GalaxyModel.target)
+
+  grad_fn = jax.value_and_grad(_loss_and_updates, has_aux=True)
+  (loss, (batch_stats, terms)), grads = grad_fn(state.params, state, batch,
+                                                targets, online_rng, setup)
+  grads = jax.lax.pmean(grads, axis)
+  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+
+  metrics = {'loss': loss, **terms,
+             'learning_rate': setup.lr_schedule(state.step),
+             'grad_norm': optax.tree.norm(grads)}
+  target_params = state.target_params
+  if two_views:
+    tau = optim.ema_tau(state.step, setup.durations.total_steps,
+                        setup.config.ema.tau_base)
+    target_params = optim.ema_update(state.target_params,
+                                     _target_subtrees(params), tau)
+    metrics['tau'] = tau
+
+  new_state = state.replace(step=state.step + 1, params=params,
+                            batch_stats=batch_stats,
+                            target_params=target_params,
+                            target_batch_stats=target_batch_stats,
+                            opt_state=opt_state)
+  return new_state, jax.lax.pmean(metrics, axis)
+
+
+def make_train_step(setup: Setup, mesh: jax.sharding.Mesh):
+  """`train_step` mapped over the mesh, jit-compiled, state donated."""
+  return parallel.data_parallel(functools.partial(train_step, setup=setup),
+                                mesh)
+
+
+def check_batch(batch: Batch, setup: Setup, local_batch_size: int) -> None:
+  """Raises ValueError if a batch does not match the loop's contract."""
+  h, w, c = setup.image_shape
+  needed = {'image': (local_batch_size, h, w, c)}
+  if models.uses_byol(setup.objective):
+    needed['image_2'] = (local_batch_size, h, w, c)
+  needed['votes'] = (local_batch_size, setup.schema.num_answers)
+  for key, shape in needed.items():
+    if key not in batch:
+      raise ValueError(f'the {setup.objective} objective needs batch[{key!r}] '
+                       f'of shape {shape}; the batch has keys '
+                       f'{sorted(batch)}')
+    if tuple(np.shape(batch[key])) != shape:
+      raise ValueError(f'batch[{key!r}] has shape {np.shape(batch[key])}, '
+                       f'expected {shape}')
+
+
+def make_data_iterator(setup: Setup, start_step: int) -> Iterator[Batch]:
+  """This process's batches from `start_step` on, for the configured source."""
+  config = setup.config
+  if config.data.source == 'in_memory_synthetic':
+    from gzevo_jax.data import in_memory  # Numpy only.
+    galaxies = in_memory.make_catalogue(
+        setup.schema, config.data.num_train_examples,
+        config.data.labelled_fraction, config.seed)
+    return in_memory.batches(
+        galaxies, global_batch_size=config.global_batch_size,
+        image_size=config.data.image_size, channels=config.data.channels,
+        two_views=models.uses_byol(setup.objective), seed=config.seed,
+        start_step=start_step, process_index=jax.process_index(),
+        process_count=jax.process_count())
+  raise ValueError(f'unknown data source {config.data.source!r}')
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or Inf loss or gradient."""
+
+
+def _check_finite(history: list[tuple[int, dict[str, Any]]],
+                  last_good_checkpoint: Optional[int]) -> None:
+  for step, metrics in history:
+    bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(v)}
+    if bad:
+      kept = (f'the last good checkpoint (step {last_good_checkpoint}) is '
+              'kept' if last_good_checkpoint is not None else
+              'no checkpoint had been saved yet')
+      raise NonFiniteLossError(
+          f'non-finite metrics at step {step}: {bad}; training stopped and '
+          f'{kept}. Try a lower learning rate or check the input data.')
+
+
+def _window_means(history: list[tuple[int, dict[str, Any]]]) -> dict[str, float]:
+  keys = history[-1][1].keys()
+  return {k: float(np.mean([m[k] for _, m in history])) for k in keys}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       data_iterator: Optional[Iterator[Batch]] = None
+                       ) -> TrainState:
+  """Trains (or resumes training) in `workdir`; returns the final state.
+
+  Args:
+    config: a config from `configs/` (see config_lib.base_config).
+    workdir: where checkpoints, metrics.jsonl and TensorBoard events go.
+      Rerunning with the same workdir resumes from the latest checkpoint.
+    data_iterator: optional iterator of this process's batches (for tests or
+      custom data), starting at the resumed step; defaults to the configured
+      data source.
+  """
+  setup = build_setup(config)
+  durations = setup.durations
+  mesh = parallel.make_mesh()
+  n_devices = jax.device_count()
+  if config.global_batch_size % n_devices:
+    raise ValueError(f'config.global_batch_size={config.global_batch_size} '
+                     f'does not split evenly over {n_devices} devices')
+  local_batch_size = config.global_batch_size // jax.process_count()
+  is_chief = jax.process_index() == 0
+  logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '
+               '(%d per epoch), workdir %s', config.run_name,
+               config.objective, n_devices, jax.devices()[0].platform,
+               config.global_batch_size, durations.total_steps,
+               durations.steps_per_epoch, workdir)
+
+  manager = checkpoint_lib.make_manager(
+      workdir, max_to_keep=config.keep_checkpoints,
+      async_save=config.async_checkpointing)
+  state = jax.jit(functools.partial(create_train_state, setup),
+                  out_shardings=parallel.replicated(mesh))()
+  state, start_step = checkpoint_lib.restore_or_init(manager, state, config)
+  if start_step >= durations.total_steps:
+    logging.info('already trained to step %d of %d; nothing to do',
+                 start_step, durations.total_steps)
+    manager.close()
+    return state
+
+  if data_iterator is None:
+    data_iterator = make_data_iterator(setup, start_step)
+  step_fn = make_train_step(setup, mesh)
+  writer = metric_writers.MetricWriter(workdir, enabled=is_chief)
+  history: list[tuple[int, dict[str, Any]]] = []
+  window_start, window_steps = time.perf_counter(), 0
+  last_saved = manager.latest_step()
+  try:
+    for step in range(start_step + 1, durations.total_steps + 1):
+      local_batch = next(data_iterator)
+      if step == start_step + 1:
+        check_batch(local_batch, setup, local_batch_size)
+      state, metrics = step_fn(state, parallel.global_batch(local_batch, mesh))
+      history.append((step, metrics))
+      window_steps += 1
+      if step == start_step + 1:
+        jax.block_until_ready(metrics)
+        logging.info('step %d compiled and ran in %.1fs', step,
+                     time.perf_counter() - window_start)
+        window_start, window_steps = time.perf_counter(), 0
+        history = [(step, jax.device_get(metrics))]
+        _check_finite(history, last_saved)
+
+      is_last = step == durations.total_steps
+      log_now = step % config.log_every_steps == 0 or is_last
+      save_now = step % config.checkpoint_every_steps == 0 or is_last
+      if (log_now or save_now) and history:
+        history = jax.device_get(history)
+        _check_finite(history, last_saved)
+      if log_now and history:
+        elapsed = time.perf_counter() - window_start
+        scalars = _window_means(history)
+        if window_steps:
+          scalars['step_time_s'] = elapsed / window_steps
+          scalars['images_per_s_per_device'] = (
+              window_steps * config.global_batch_size / n_devices / elapsed)
+        scalars['epoch'] = step / durations.steps_per_epoch
+        writer.write_scalars(step, scalars)
+        history, window_steps = [], 0
+        window_start = time.perf_counter()
+      if save_now:
+        checkpoint_lib.save(manager, step, state, config, setup.schema)
+        last_saved = step
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  logging.info('finished %d steps; checkpoints in %s', durations.total_steps,
+               checkpoint_lib.checkpoint_dir(workdir))
+  return state
