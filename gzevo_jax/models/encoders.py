@@ -1,0 +1,346 @@
+"""Image encoders: ResNet and ConvNeXt backbones that return pooled features.
+
+Every encoder maps float images [B, H, W, C] (any C >= 1) to float32 features
+[B, F] by global average pooling the last stage; there is no classifier layer.
+All encoders share one constructor signature (`width_multiplier`,
+`small_image_stem`, `dtype`, `bn_axis_name`) so they can be swapped by name via
+`build_encoder`.
+
+ResNet follows google/flax `examples/imagenet/models.py` (ResNet v1.5, stride
+on the 3x3 conv of bottlenecks, zero-init last BN scale per block). ConvNeXt
+follows Liu et al. 2022, "A ConvNet for the 2020s".
+"""
+
+import functools
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+ModuleDef = Any
+
+# He-normal over fan-out, as in torchvision and the flax ImageNet example.
+_resnet_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# ConvNeXt initialises convs and dense layers with N(0, 0.02), biases zero.
+_convnext_init = nn.initializers.truncated_normal(stddev=0.02)
+
+
+def scale_width(channels: int, width_multiplier: float) -> int:
+  """Channel count scaled by `width_multiplier`, rounded, at least 1."""
+  return max(1, int(round(channels * width_multiplier)))
+
+
+# ----------------------------------------------------------------------------
+# ResNet.
+# ----------------------------------------------------------------------------
+
+
+class ResNetBlock(nn.Module):
+  """Basic residual block (two 3x3 convs), used by ResNet-18/34."""
+
+  expansion: ClassVar[int] = 1
+
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: tuple[int, int] = (1, 1)
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (3, 3), self.strides,
+                  padding=((1, 1), (1, 1)))(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters, (3, 3), padding=((1, 1), (1, 1)))(y)
+    # Zero-init so every block starts as the identity (Goyal et al. 2017).
+    y = self.norm(scale_init=nn.initializers.zeros_init())(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters, (1, 1), self.strides,
+                           name='conv_proj')(residual)
+      residual = self.norm(name='norm_proj')(residual)
+    return nn.relu(residual + y)
+
+
+class BottleneckResNetBlock(nn.Module):
+  """Bottleneck block (1x1 -> 3x3 -> 1x1, x4 expansion), used by ResNet-50+."""
+
+  expansion: ClassVar[int] = 4
+
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: tuple[int, int] = (1, 1)
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (1, 1))(x)
+    y = nn.relu(self.norm()(y))
+    # v1.5: the stride sits on the 3x3 conv, not the first 1x1.
+    y = self.conv(self.filters, (3, 3), self.strides,
+                  padding=((1, 1), (1, 1)))(y)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters * self.expansion, (1, 1))(y)
+    y = self.norm(scale_init=nn.initializers.zeros_init())(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * self.expansion, (1, 1),
+                           self.strides,
+                           name='conv_proj')(residual)
+      residual = self.norm(name='norm_proj')(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """ResNet v1.5 trunk returning globally average-pooled features.
+
+    Attributes:
+      stage_sizes: number of blocks in each of the (usually four) stages.
+      block_cls: `ResNetBlock` or `BottleneckResNetBlock`.
+      width_multiplier: scales the stem and every stage width.
+      small_image_stem: if True, replace the 7x7/2 conv + 3x3/2 max-pool
+        ImageNet stem by a single 3x3/1 conv (for 32-64 px images).
+      dtype: compute dtype; parameters are always float32.
+      bn_axis_name: mapped axis over which BatchNorm statistics are averaged
+        (cross-device BN under `shard_map`/`pmap`); None for per-device BN.
+    """
+
+  stage_sizes: Sequence[int]
+  block_cls: ModuleDef
+  width_multiplier: float = 1.0
+  small_image_stem: bool = False
+  dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    conv = functools.partial(
+        nn.Conv,
+        use_bias=False,
+        dtype=self.dtype,
+        param_dtype=jnp.float32,
+        kernel_init=_resnet_conv_init,
+    )
+    norm = functools.partial(
+        nn.BatchNorm,
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        param_dtype=jnp.float32,
+        axis_name=self.bn_axis_name,
+    )
+    width = functools.partial(scale_width,
+                              width_multiplier=self.width_multiplier)
+
+    if self.small_image_stem:
+      x = conv(width(64), (3, 3), padding=((1, 1), (1, 1)), name='stem_conv')(x)
+      x = nn.relu(norm(name='stem_bn')(x))
+    else:
+      x = conv(width(64), (7, 7), (2, 2),
+               padding=((3, 3), (3, 3)),
+               name='stem_conv')(x)
+      x = nn.relu(norm(name='stem_bn')(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        strides = (2, 2) if i > 0 and j == 0 else (1, 1)
+        x = self.block_cls(
+            filters=width(64 * 2**i),
+            conv=conv,
+            norm=norm,
+            strides=strides,
+            name=f'stage{i + 1}_block{j + 1}',
+        )(x)
+    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------------
+# ConvNeXt.
+# ----------------------------------------------------------------------------
+
+
+class ConvNeXtBlock(nn.Module):
+  """ConvNeXt block: dw7x7 -> LN -> MLP(4x, GELU) -> layer scale -> drop path."""
+
+  dim: int
+  drop_path_rate: float = 0.0
+  layer_scale_init: float = 1e-6
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    y = nn.Conv(
+        self.dim,
+        (7, 7),
+        padding=((3, 3), (3, 3)),
+        feature_group_count=self.dim,
+        dtype=self.dtype,
+        param_dtype=jnp.float32,
+        kernel_init=_convnext_init,
+        name='dwconv',
+    )(x)
+    y = nn.LayerNorm(epsilon=1e-6,
+                     dtype=self.dtype,
+                     param_dtype=jnp.float32,
+                     name='norm')(y)
+    dense = functools.partial(nn.Dense,
+                              dtype=self.dtype,
+                              param_dtype=jnp.float32,
+                              kernel_init=_convnext_init)
+    y = dense(4 * self.dim, name='pwconv1')(y)
+    # Exact (erf) GELU, as torch.nn.GELU in the reference implementation.
+    y = nn.gelu(y, approximate=False)
+    y = dense(self.dim, name='pwconv2')(y)
+    if self.layer_scale_init > 0:
+      gamma = self.param(
+          'layer_scale',
+          nn.initializers.constant(self.layer_scale_init),
+          (self.dim,),
+          jnp.float32,
+      )
+      y = y * gamma.astype(y.dtype)
+    # Stochastic depth: drop the whole residual branch per sample.
+    y = nn.Dropout(self.drop_path_rate,
+                   broadcast_dims=(1, 2, 3),
+                   deterministic=not train,
+                   name='drop_path')(y)
+    return x + y
+
+
+class ConvNeXt(nn.Module):
+  """ConvNeXt trunk returning pooled, LayerNorm-ed features.
+
+    Attributes:
+      depths: number of blocks per stage.
+      dims: channel width per stage (before `width_multiplier`).
+      width_multiplier: scales every entry of `dims`.
+      small_image_stem: if True, use a 3x3/1 conv stem instead of the 4x4/4
+        patchify stem (for 32-64 px images).
+      drop_path_rate: maximum stochastic-depth rate, increased linearly from 0
+        at the first block to this value at the last; uses the 'dropout' rng.
+      layer_scale_init: initial value of the per-channel layer scale; <= 0
+        disables layer scale.
+      dtype: compute dtype; parameters are always float32.
+      bn_axis_name: accepted for signature parity with ResNet and ignored
+        (ConvNeXt has no BatchNorm).
+    """
+
+  depths: Sequence[int]
+  dims: Sequence[int]
+  width_multiplier: float = 1.0
+  small_image_stem: bool = False
+  drop_path_rate: float = 0.0
+  layer_scale_init: float = 1e-6
+  dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    dims = [scale_width(d, self.width_multiplier) for d in self.dims]
+    conv = functools.partial(nn.Conv,
+                             dtype=self.dtype,
+                             param_dtype=jnp.float32,
+                             kernel_init=_convnext_init)
+    norm = functools.partial(nn.LayerNorm,
+                             epsilon=1e-6,
+                             dtype=self.dtype,
+                             param_dtype=jnp.float32)
+
+    if self.small_image_stem:
+      x = conv(dims[0], (3, 3), padding=((1, 1), (1, 1)), name='stem_conv')(x)
+    else:
+      x = conv(dims[0], (4, 4), (4, 4), padding='VALID', name='stem_conv')(x)
+    x = norm(name='stem_norm')(x)
+
+    rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths))
+    block_index = 0
+    for i, (depth, dim) in enumerate(zip(self.depths, dims)):
+      if i > 0:
+        x = norm(name=f'downsample{i}_norm')(x)
+        x = conv(dim, (2, 2), (2, 2),
+                 padding='VALID',
+                 name=f'downsample{i}_conv')(x)
+      for j in range(depth):
+        x = ConvNeXtBlock(
+            dim=dim,
+            drop_path_rate=float(rates[block_index]),
+            layer_scale_init=self.layer_scale_init,
+            dtype=self.dtype,
+            name=f'stage{i + 1}_block{j + 1}',
+        )(x, train)
+        block_index += 1
+
+    x = jnp.mean(x, axis=(1, 2))
+    x = norm(name='final_norm')(x)
+    return x.astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------------
+# Registry.
+# ----------------------------------------------------------------------------
+
+
+def _resnet(stage_sizes: Sequence[int],
+            block_cls: ModuleDef,
+            drop_path_rate: float = 0.0,
+            **kwargs) -> ResNet:
+  # ResNets have no stochastic depth; accept 0.0 so callers can pass one
+  # config to every encoder, but refuse a rate that would be silently dropped.
+  if drop_path_rate:
+    raise ValueError(
+        f'drop_path_rate={drop_path_rate} is not supported for ResNet encoders.'
+    )
+  return ResNet(stage_sizes=tuple(stage_sizes), block_cls=block_cls, **kwargs)
+
+
+def resnet18(**kwargs) -> ResNet:
+  """ResNet-18: basic blocks [2, 2, 2, 2], 512 * width features."""
+  return _resnet((2, 2, 2, 2), ResNetBlock, **kwargs)
+
+
+def resnet50(**kwargs) -> ResNet:
+  """ResNet-50: bottleneck blocks [3, 4, 6, 3], 2048 * width features."""
+  return _resnet((3, 4, 6, 3), BottleneckResNetBlock, **kwargs)
+
+
+def convnext_nano(**kwargs) -> ConvNeXt:
+  """ConvNeXt-Nano (timm): depths (2, 2, 8, 2), dims (80, 160, 320, 640)."""
+  return ConvNeXt(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640), **kwargs)
+
+
+def convnext_tiny(**kwargs) -> ConvNeXt:
+  """ConvNeXt-T: depths (3, 3, 9, 3), dims (96, 192, 384, 768)."""
+  return ConvNeXt(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), **kwargs)
+
+
+ENCODERS: dict[str, Callable[..., nn.Module]] = {
+    'resnet18': resnet18,
+    'resnet50': resnet50,
+    'convnext_nano': convnext_nano,
+    'convnext_tiny': convnext_tiny,
+}
+
+
+def build_encoder(name: str, **kwargs) -> nn.Module:
+  """Builds the encoder registered under `name`, forwarding `kwargs`.
+
+    Raises:
+      ValueError: if `name` is unknown, or `drop_path_rate > 0` for a ResNet.
+    """
+  if name not in ENCODERS:
+    raise ValueError(
+        f'Unknown encoder {name!r}; valid names: {sorted(ENCODERS)}.')
+  return ENCODERS[name](**kwargs)
+
+
+def encoder_feature_dim(encoder: nn.Module) -> int:
+  """Size F of the [B, F] features `encoder` returns, from its fields alone."""
+  if isinstance(encoder, ResNet):
+    last_width = scale_width(64 * 2**(len(encoder.stage_sizes) - 1),
+                             encoder.width_multiplier)
+    return last_width * encoder.block_cls.expansion
+  if isinstance(encoder, ConvNeXt):
+    return scale_width(encoder.dims[-1], encoder.width_multiplier)
+  raise TypeError(f'Unsupported encoder type: {type(encoder).__name__}.')
