@@ -44,7 +44,7 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.encoder = 'resnet18'   # One of models.ENCODERS.
   c.model.width_multiplier = 0.25
-  c.model.small_image_stem = True  # 3x3 stride-1 stem for <= 64 px images.
+  c.model.small_image_stem = False  # True: 3x3 stride-1 stem (<= 32 px images).
   c.model.drop_path_rate = 0.0     # Stochastic depth; ConvNeXt only.
   c.model.dtype = 'float32'        # Compute dtype; one of DTYPES.
   c.model.projector_hidden_dim = 512   # BYOL: 4096.
@@ -99,6 +99,7 @@ def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
 def smoke(config: ml_collections.ConfigDict) -> None:
   """A seconds-long CPU run that exercises every code path."""
   config.data.image_size = 32
+  config.model.small_image_stem = True
   config.data.num_train_examples = 256
   config.global_batch_size = 16
   config.train_duration = '30 steps'

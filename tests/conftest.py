@@ -9,7 +9,16 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
 
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Resumed runs recompile the very programs their first run compiled; a
+# persistent compilation cache for the session turns those into cache hits.
+jax.config.update('jax_compilation_cache_dir',
+                  tempfile.mkdtemp(prefix='gzevo_jax_test_xla_cache_'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,0 +1,30 @@
+"""gzevo_jax: galaxy foundation models on GZ-Evo in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name='gzevo_jax',
+    version='0.1.0',
+    description=('Pretrain galaxy foundation models on GZ-Evo with BYOL, a '
+                 'Dirichlet-Multinomial vote loss, or both, in JAX/Flax.'),
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=setuptools.find_packages(include=['gzevo_jax', 'gzevo_jax.*']),
+    package_data={'gzevo_jax': ['schemas/*.json']},
+    install_requires=[
+        'absl-py>=1.0',
+        'flax>=0.10',
+        'jax>=0.7.0',  # jax.shard_map with check_vma.
+        'jaxlib>=0.7.0',
+        'ml-collections>=0.1.1',
+        'numpy>=1.26',
+        'optax>=0.2.5',  # optax.tree.norm.
+        'orbax-checkpoint>=0.11',
+        # TensorBoard event files without TensorFlow (accelerator hosts).
+        'tensorboardX>=2.6',
+        # Data input only; imported lazily by gzevo_jax.data.
+        'tensorflow>=2.16',
+        'tensorflow-datasets>=4.9',
+    ],
+    extras_require={'test': ['pytest>=7', 'scipy>=1.11']},
+)

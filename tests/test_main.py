@@ -1,0 +1,53 @@
+"""The command line, run as a user would, and the TensorFlow-free core."""
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def _run(*args, env_extra=None):
+  env = dict(os.environ, **(env_extra or {}))
+  env.pop('XLA_FLAGS', None)  # One CPU device, as on a laptop.
+  return subprocess.run([sys.executable, '-m', 'gzevo_jax.main', *args],
+                        cwd=REPO_ROOT, env=env, capture_output=True,
+                        text=True, timeout=600)
+
+
+def test_main_runs_smoke_config_end_to_end(tmp_path):
+  workdir = tmp_path / 'run'
+  result = _run('--config=configs/supervised.py:smoke',
+                f'--workdir={workdir}', '--config.train_duration=4 steps',
+                '--config.log_every_steps=2', '--config.data.image_size=16')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'finished 4 steps' in result.stderr
+  assert (workdir / 'metrics.jsonl').exists()
+  assert (workdir / 'checkpoints' / '4').is_dir()
+
+
+def test_unknown_config_field_lists_valid_fields():
+  result = _run('--config=configs/hybrid.py:smoke', '--config.model.encodr=x')
+  assert result.returncode != 0
+  assert "unknown config field 'model.encodr'" in result.stderr
+  assert 'width_multiplier' in result.stderr
+
+
+def test_unknown_model_lists_valid_models(tmp_path):
+  result = _run('--config=configs/hybrid.py:smoke',
+                f'--workdir={tmp_path}', '--config.model.encoder=vit')
+  assert result.returncode != 0
+  assert 'convnext_nano, convnext_tiny, resnet18, resnet50' in result.stderr
+
+
+def test_core_modules_do_not_import_tensorflow():
+  code = ('import sys\n'
+          'import gzevo_jax.schema, gzevo_jax.losses, gzevo_jax.models, '
+          'gzevo_jax.train, gzevo_jax.checkpoint, gzevo_jax.main, '
+          'gzevo_jax.data.in_memory\n'
+          'bad = [m for m in sys.modules if m.split(".")[0] in '
+          '("tensorflow", "tensorflow_datasets")]\n'
+          'assert not bad, bad\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
