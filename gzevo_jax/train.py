@@ -398,6 +398,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               window_steps * config.global_batch_size / n_devices / elapsed)
         scalars['epoch'] = step / durations.steps_per_epoch
         writer.write_scalars(step, scalars)
+        if window_steps and is_chief:
+          remaining = (durations.total_steps - step) * elapsed / window_steps
+          logging.info('step %d/%d (%.0f%%), about %.0f s to go', step,
+                       durations.total_steps,
+                       100 * step / durations.total_steps, remaining)
         history, window_steps = [], 0
         window_start = time.perf_counter()
       if save_now:
