@@ -18,6 +18,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from gzevo_jax.config_lib import get_dotted
 from gzevo_jax.schema import Schema
 
 if TYPE_CHECKING:  # Avoid an import cycle: train imports this module.
@@ -59,18 +60,12 @@ def save(manager: ocp.CheckpointManager, step: int, state: 'TrainState',
       schema=ocp.args.JsonSave(schema.to_dict())), force=True)
 
 
-def _get(tree: Any, dotted: str) -> Any:
-  for part in dotted.split('.'):
-    tree = tree[part]
-  return tree
-
-
 def _shaping_differences(saved: dict, config: ml_collections.ConfigDict
                          ) -> list[str]:
   current = json.loads(config.to_json())
   diffs = []
   for field in _STATE_SHAPING_FIELDS:
-    a, b = _get(saved, field), _get(current, field)
+    a, b = get_dotted(saved, field), get_dotted(current, field)
     if isinstance(a, dict):
       diffs += [f'{field}.{k}: {a.get(k)!r} in the checkpoint, {b.get(k)!r} '
                 f'here' for k in sorted(set(a) | set(b))

@@ -152,7 +152,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ('global_batch_size', 'log_every_steps',
                 'checkpoint_every_steps', 'keep_checkpoints',
                 'data.image_size', 'data.channels', 'data.num_train_examples'):
-    value = _get(config, field)
+    value = get_dotted(config, field)
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.{field} must be a positive integer, got '
                        f'{value!r}')
@@ -164,11 +164,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f'{config.ema.tau_base}')
 
 
-def _get(config: ml_collections.ConfigDict, dotted: str):
-  node = config
+def get_dotted(tree, dotted: str):
+  """tree['a']['b'] for 'a.b' (a ConfigDict or a plain nested dict)."""
   for part in dotted.split('.'):
-    node = node[part]
-  return node
+    tree = tree[part]
+  return tree
 
 
 def unknown_field_message(config: ml_collections.ConfigDict,
