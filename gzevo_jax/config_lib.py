@@ -15,9 +15,12 @@ import re
 from typing import Callable, Iterable, Mapping, Optional
 
 import ml_collections
+from ml_collections.config_dict import placeholder
+
+from gzevo_jax.data import augment
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
-DATA_SOURCES = ('in_memory_synthetic',)
+DATA_SOURCES = ('tfds', 'in_memory_synthetic')
 DTYPES = ('float32', 'bfloat16')
 
 
@@ -30,15 +33,25 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.schema = 'gz_evo_v0_1'       # Built-in schema name, or a path to a .json.
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = 'in_memory_synthetic'  # One of DATA_SOURCES.
-  c.data.image_size = 64
-  c.data.channels = 3
-  c.data.num_train_examples = 4096      # Defines an epoch for num_epochs.
+  c.data.source = 'tfds'          # One of DATA_SOURCES.
+  # TFDS name/config: gz_evo/synthetic (built here on first use), gz_evo/real.
+  c.data.dataset = 'gz_evo/synthetic'
+  c.data.data_dir = placeholder(str)    # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.data.manual_dir = placeholder(str)  # Real data: downloaded catalogues + images.
+  c.data.skip_bad_rows = False    # Real data: skip and report bad rows, don't fail.
+  c.data.image_size = 64          # Model input; views are resized to it.
+  c.data.channels = 3             # Must match the dataset's images.
+  c.data.shuffle_buffer = 4096    # Examples (still encoded) in the shuffle buffer.
+  c.data.prefetch_batches = 2
+  c.data.threads = 0              # tf.data private threads; 0: TensorFlow decides.
+  c.data.augment = augment.default_augment_config()
+  # Source 'in_memory_synthetic' only (the TFDS dataset sets its own size):
+  c.data.num_train_examples = 4096      # Galaxies in the in-memory catalogue.
   c.data.labelled_fraction = 0.3        # Share of galaxies with any votes.
 
   c.global_batch_size = 64       # Split evenly over all devices of all hosts.
   # Durations as '<number> steps' or '<number> epochs' (see parse_duration).
-  c.train_duration = '8 epochs'
+  c.train_duration = '5 epochs'
   c.warmup_duration = '0.5 epochs'  # Linear warmup, then cosine decay to 0.
 
   c.model = ml_collections.ConfigDict()
@@ -98,6 +111,7 @@ def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
 
 def smoke(config: ml_collections.ConfigDict) -> None:
   """A seconds-long CPU run that exercises every code path."""
+  config.data.dataset = 'gz_evo/synthetic_tiny'
   config.data.image_size = 32
   config.model.small_image_stem = True
   config.data.num_train_examples = 256
@@ -151,11 +165,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   parse_duration(config.warmup_duration, 1, 'warmup_duration')
   for field in ('global_batch_size', 'log_every_steps',
                 'checkpoint_every_steps', 'keep_checkpoints',
-                'data.image_size', 'data.channels', 'data.num_train_examples'):
+                'data.image_size', 'data.channels', 'data.num_train_examples',
+                'data.shuffle_buffer', 'data.prefetch_batches'):
     value = get_dotted(config, field)
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.{field} must be a positive integer, got '
                        f'{value!r}')
+  augment.validate_augment_config(config.data.augment)
   if not 0.0 <= config.data.labelled_fraction <= 1.0:
     raise ValueError('config.data.labelled_fraction must lie in [0, 1], got '
                      f'{config.data.labelled_fraction}')

@@ -31,6 +31,7 @@ from gzevo_jax import metric_writers
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax import parallel
+from gzevo_jax.data import sources
 from gzevo_jax.schema import Schema, get_schema
 
 Batch = Mapping[str, Any]
@@ -81,13 +82,13 @@ class Setup:
     return (d.image_size, d.image_size, d.channels)
 
 
-def resolve_durations(config: ml_collections.ConfigDict) -> Durations:
+def resolve_durations(config: ml_collections.ConfigDict,
+                      num_train_examples: int) -> Durations:
   """Total and warmup steps from whichever of steps / epochs the config sets."""
-  steps_per_epoch = config.data.num_train_examples // config.global_batch_size
+  steps_per_epoch = num_train_examples // config.global_batch_size
   if steps_per_epoch < 1:
     raise ValueError(f'config.global_batch_size={config.global_batch_size} '
-                     'exceeds config.data.num_train_examples='
-                     f'{config.data.num_train_examples}')
+                     f'exceeds the {num_train_examples} training examples')
 
   total = config_lib.parse_duration(config.train_duration, steps_per_epoch,
                                     'train_duration')
@@ -101,14 +102,18 @@ def resolve_durations(config: ml_collections.ConfigDict) -> Durations:
 
 
 def build_setup(config: ml_collections.ConfigDict,
-                schema: Optional[Schema] = None) -> Setup:
+                schema: Optional[Schema] = None,
+                num_train_examples: Optional[int] = None) -> Setup:
   """Validates the config and builds model, optimizer and schedules.
 
-  `schema` overrides `config.schema` (a checkpoint carries its own).
+  `schema` overrides `config.schema` (a checkpoint carries its own);
+  `num_train_examples` (an epoch) defaults to config.data.num_train_examples.
   """
   config_lib.validate(config)
   schema = get_schema(config.schema) if schema is None else schema
-  durations = resolve_durations(config)
+  if num_train_examples is None:
+    num_train_examples = config.data.num_train_examples
+  durations = resolve_durations(config, num_train_examples)
   lr_schedule = optim.learning_rate_schedule(
       optim.peak_learning_rate(config.optimizer, config.global_batch_size),
       durations.warmup_steps, durations.total_steps)
@@ -280,23 +285,6 @@ def check_batch(batch: Batch, setup: Setup, local_batch_size: int) -> None:
                        f'expected {shape}')
 
 
-def make_data_iterator(setup: Setup, start_step: int) -> Iterator[Batch]:
-  """This process's batches from `start_step` on, for the configured source."""
-  config = setup.config
-  if config.data.source == 'in_memory_synthetic':
-    from gzevo_jax.data import in_memory  # Numpy only.
-    galaxies = in_memory.make_catalogue(
-        setup.schema, config.data.num_train_examples,
-        config.data.labelled_fraction, config.seed)
-    return in_memory.batches(
-        galaxies, global_batch_size=config.global_batch_size,
-        image_size=config.data.image_size, channels=config.data.channels,
-        two_views=models.uses_byol(setup.objective), seed=config.seed,
-        start_step=start_step, process_index=jax.process_index(),
-        process_count=jax.process_count())
-  raise ValueError(f'unknown data source {config.data.source!r}')
-
-
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or Inf loss or gradient."""
 
@@ -332,7 +320,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       custom data), starting at the resumed step; defaults to the configured
       data source.
   """
-  setup = build_setup(config)
+  config_lib.validate(config)
+  train_data = None
+  if data_iterator is None:
+    train_data = sources.train_data(config, get_schema(config.schema),
+                                    models.uses_byol(config.objective))
+  setup = build_setup(config, num_train_examples=(
+      train_data.num_examples if train_data else None))
   durations = setup.durations
   mesh = parallel.make_mesh()
   n_devices = jax.device_count()
@@ -360,7 +354,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return state
 
   if data_iterator is None:
-    data_iterator = make_data_iterator(setup, start_step)
+    data_iterator = train_data.batches(start_step)
   step_fn = make_train_step(setup, mesh)
   writer = metric_writers.MetricWriter(workdir, enabled=is_chief)
   history: list[tuple[int, dict[str, Any]]] = []

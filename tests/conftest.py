@@ -11,6 +11,11 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 
 import tempfile  # noqa: E402
 
+# Datasets built by tests (and by commands tests run) go to a fresh directory,
+# never to the user's ~/tensorflow_datasets.
+os.environ.setdefault('TFDS_DATA_DIR',
+                      tempfile.mkdtemp(prefix='gzevo_jax_test_tfds_'))
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

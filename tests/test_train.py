@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 
 from gzevo_jax import checkpoint, metric_writers, models, parallel, train
-from gzevo_jax.data import in_memory
+from gzevo_jax.data import in_memory, sources
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
+
+
+def _batches(config):
+  """The configured data source's batches from step 0."""
+  return sources.train_data(config, train.build_setup(config).schema,
+                            models.uses_byol(config.objective)).batches(0)
 
 
 def _host_state(setup):
@@ -157,10 +163,9 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path,
   straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
 
   workdir = str(tmp_path / 'interrupted')
-  setup = train.build_setup(config)
   with pytest.raises(_Interrupted):
-    train.train_and_evaluate(config, workdir, _interrupt_after(
-        train.make_data_iterator(setup, 0), 4))
+    train.train_and_evaluate(config, workdir,
+                             _interrupt_after(_batches(config), 4))
   assert _checkpoint_steps(workdir) == [3]
   resumed = train.train_and_evaluate(config, workdir)
   _assert_trees_close(jax.device_get(resumed.params),
@@ -179,12 +184,11 @@ def _poison_at(iterator, step):
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     tmp_path, make_config):
   config = make_config('supervised')
-  setup = train.build_setup(config)
   workdir = str(tmp_path)
   with pytest.raises(train.NonFiniteLossError,
                      match=r'step 5.*last good checkpoint \(step 3\)'):
-    train.train_and_evaluate(config, workdir, _poison_at(
-        train.make_data_iterator(setup, 0), 5))
+    train.train_and_evaluate(config, workdir,
+                             _poison_at(_batches(config), 5))
   assert _checkpoint_steps(workdir) == [3]
   _, variables = checkpoint.restore_encoder(workdir)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(variables))

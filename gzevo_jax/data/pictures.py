@@ -1,0 +1,126 @@
+r"""Pictures of what the model sees: `python -m gzevo_jax.data.pictures`.
+
+  python -m gzevo_jax.data.pictures --config=configs/hybrid.py \
+      --out=runs/pictures [--config.data.augment.blur_probability=0.5 ...]
+
+writes two PNGs into --out:
+  galaxies.png  example galaxies of the training split, each titled with its
+                campaign and leading vote fractions (or 'unlabelled');
+  views.png     pairs of augmented views, exactly as the train pipeline makes
+                them for the config (same seeds as training step 0).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import matplotlib
+
+matplotlib.use('Agg')  # Files only; no display needed.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from gzevo_jax import cli
+from gzevo_jax.schema import Schema, get_schema
+
+_CONFIG = cli.config_flag('configs/hybrid.py')
+_OUT = flags.DEFINE_string('out', 'runs/pictures', 'output directory')
+_NUM = flags.DEFINE_integer('num', 24, 'galaxies (and view pairs) to show')
+
+
+def leading_answers(schema: Schema, votes: np.ndarray,
+                    top: int = 3) -> list[tuple[str, float]]:
+  """The `top` answers most volunteers gave, with their fraction of the vote.
+
+  Ranked by count, so answers near the root of the tree come first; each
+  fraction is of its own question's votes.
+  """
+  totals = np.zeros(schema.num_answers)
+  for s in schema.question_slices:
+    totals[s] = votes[s].sum()
+  order = [i for i in np.argsort(-votes, kind='stable') if votes[i] > 0]
+  return [(schema.label_cols[i], votes[i] / totals[i]) for i in order[:top]]
+
+
+def galaxy_title(schema: Schema, votes: np.ndarray, campaign: str) -> str:
+  if votes.sum() == 0:
+    return 'unlabelled'
+  lines = [campaign]
+  for column, fraction in leading_answers(schema, votes):
+    question, _, answer = column.rpartition('_')
+    short = question.rsplit('-', 1)[0] if campaign else question
+    lines.append(f'{short}: {answer} {fraction:.0%}')
+  return '\n'.join(lines)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+  """[H, W, C] in [0, 1] -> something imshow draws: grey, RGB or first 3."""
+  image = np.clip(image, 0.0, 1.0)
+  if image.shape[-1] == 1:
+    return image[..., 0]
+  return image[..., :3] if image.shape[-1] >= 3 else image.mean(-1)
+
+
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str,
+               columns: int, title: Optional[str] = None,
+               fontsize: float = 6.0) -> str:
+  """Saves a grid of images with small titles as a PNG; returns the path."""
+  rows = -(-len(images) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.3 * rows),
+                           squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  for ax, image, text in zip(axes.flat, images, titles):
+    ax.imshow(_as_rgb(image), cmap='gray', interpolation='nearest')
+    ax.set_title(text, fontsize=fontsize, loc='left')
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def write_pictures(config, out_dir: str, num: int = 24) -> tuple[str, str]:
+  """Writes galaxies.png and views.png for the config's dataset."""
+  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  from gzevo_jax.data import sources
+  schema = get_schema(config.schema)
+  builder = sources.prepare_dataset(config.data)
+  batch = next(pipeline.eval_batches(
+      builder, 'train', batch_size=num, image_size=config.data.image_size,
+      keys=('id_str', 'votes', 'campaign')))
+  titles = [galaxy_title(schema, v, c.decode())
+            for v, c in zip(batch['votes'], batch['campaign'])]
+  galaxies = image_grid(
+      list(batch['image']), titles, os.path.join(out_dir, 'galaxies.png'),
+      columns=6, title=f'{config.data.dataset}: campaign and leading votes')
+
+  views = next(pipeline.train_batches(
+      builder, config.data, local_batch_size=num, two_views=True,
+      seed=config.seed))
+  pairs, pair_titles = [], []
+  for i in range(num):
+    pairs += [views['image'][i], views['image_2'][i]]
+    pair_titles += [f'#{i} view 1', f'#{i} view 2']
+  views_path = image_grid(pairs, pair_titles,
+                          os.path.join(out_dir, 'views.png'), columns=8,
+                          title='augmented view pairs (config.data.augment)')
+  return galaxies, views_path
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  for path in write_pictures(_CONFIG.value, _OUT.value, _NUM.value):
+    logging.info('wrote %s', path)
+    print(path)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

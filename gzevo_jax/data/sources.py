@@ -1,0 +1,121 @@
+"""Training data as the train loop sees it, chosen by `config.data.source`.
+
+  'tfds'                 a TFDS dataset (default gz_evo/synthetic), built on
+                         first use when it needs no download, read with the
+                         tf.data pipeline (`pipeline.py`)
+  'in_memory_synthetic'  numpy only, no TensorFlow: for hosts without it
+
+This module imports no TensorFlow itself; the TFDS path imports it lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator, Mapping
+
+from absl import logging
+import jax
+import ml_collections
+
+from gzevo_jax.schema import Schema
+
+Batch = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainData:
+  """How many examples make an epoch, and this process's batches."""
+  num_examples: int                            # Per epoch, all processes.
+  batches: Callable[[int], Iterator[Batch]]    # start_step -> iterator.
+
+
+def _is_synthetic(dataset: str) -> bool:
+  return dataset.partition('/')[2].startswith('synthetic')
+
+
+def prepare_dataset(data_config: ml_collections.ConfigDict):
+  """The configured TFDS builder, built first if it can be built here.
+
+  Synthetic datasets build themselves; a real one builds when
+  `data.manual_dir` is set, and otherwise is an error saying how to build it.
+  With several processes, process 0 builds while the others wait.
+  """
+  from gzevo_jax.data import build  # TensorFlow and TFDS, lazily.
+  from gzevo_jax.data import builders
+  builder = builders.builder(data_config.dataset, data_config.data_dir,
+                             data_config.skip_bad_rows)
+  if builder.is_prepared():
+    return builder
+  if not _is_synthetic(data_config.dataset) and not data_config.manual_dir:
+    raise FileNotFoundError(
+        f'dataset {data_config.dataset} is not built in {builder.data_dir}. '
+        'Download the catalogues and images (`python -m gzevo_jax.data.build '
+        f'--dataset={data_config.dataset}` prints what to get and where to '
+        'put it), then build with `python -m gzevo_jax.data.build '
+        f'--dataset={data_config.dataset} --manual_dir=DIR`, or pass '
+        '--config.data.manual_dir=DIR to build it on the way.')
+  if jax.process_index() == 0:
+    build.prepare(data_config.dataset, data_config.data_dir,
+                  data_config.manual_dir, data_config.skip_bad_rows)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f'built {data_config.dataset}')
+  return builders.builder(data_config.dataset, data_config.data_dir,
+                          data_config.skip_bad_rows)
+
+
+def _check_compatible(builder, config: ml_collections.ConfigDict,
+                      schema: Schema) -> None:
+  """The dataset's votes and images must match the schema and the model."""
+  features = builder.info.features
+  name = config.data.dataset
+  if 'votes' not in features:
+    raise ValueError(f'dataset {name} has no `votes` feature; pretraining '
+                     'needs a gz_evo-style dataset')
+  answers = features['votes'].shape[0]
+  if answers != schema.num_answers:
+    raise ValueError(f'dataset {name} has {answers} vote columns but schema '
+                     f'{config.schema!r} has {schema.num_answers} answers')
+  channels = features['image'].shape[-1]
+  if channels != config.data.channels:
+    raise ValueError(f'dataset {name} has {channels}-channel images but '
+                     f'config.data.channels={config.data.channels}')
+
+
+def train_data(config: ml_collections.ConfigDict, schema: Schema,
+               two_views: bool) -> TrainData:
+  """The configured training data for this process."""
+  data = config.data
+  process_index, process_count = jax.process_index(), jax.process_count()
+  local_batch_size = config.global_batch_size // process_count
+  if data.source == 'in_memory_synthetic':
+    from gzevo_jax.data import in_memory  # Numpy only.
+    galaxies = in_memory.make_catalogue(schema, data.num_train_examples,
+                                        data.labelled_fraction, config.seed)
+
+    def in_memory_batches(start_step: int) -> Iterator[Batch]:
+      return in_memory.batches(
+          galaxies, global_batch_size=config.global_batch_size,
+          image_size=data.image_size, channels=data.channels,
+          two_views=two_views, seed=config.seed, start_step=start_step,
+          process_index=process_index, process_count=process_count)
+
+    return TrainData(data.num_train_examples, in_memory_batches)
+  if data.source == 'tfds':
+    from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+    builder = prepare_dataset(data)
+    _check_compatible(builder, config, schema)
+    per_process = pipeline.examples_per_process(builder, 'train',
+                                                process_count)
+    logging.info('training on %s: %d examples per epoch (%d per process)',
+                 data.dataset, per_process * process_count, per_process)
+    shard = pipeline.Shard('train', process_index, process_count)
+
+    def tfds_batches(start_step: int) -> Iterator[Batch]:
+      return pipeline.train_batches(
+          builder, data, local_batch_size=local_batch_size,
+          two_views=two_views, seed=config.seed, start_step=start_step,
+          shard=shard)
+
+    return TrainData(per_process * process_count, tfds_batches)
+  raise ValueError(f'unknown data source {data.source!r}')
