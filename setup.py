@@ -25,6 +25,17 @@ setuptools.setup(
         # Data input only; imported lazily by gzevo_jax.data.
         'tensorflow>=2.16',
         'tensorflow-datasets>=4.9',
+        # TFDS's etils.epath needs it to build datasets but does not require it.
+        'importlib_resources',
+        # Real catalogues: parquet/CSV tables and JPG/PNG images.
+        'pyarrow>=14',
+        'pillow>=10',
+        # Picture grids and plots.
+        'matplotlib>=3.7',
     ],
-    extras_require={'test': ['pytest>=7', 'scipy>=1.11']},
+    extras_require={
+        # Dataset generation on Apache Beam (DirectRunner or a cluster).
+        'beam': ['apache-beam>=2.50'],
+        'test': ['pytest>=7', 'scipy>=1.11', 'apache-beam>=2.50'],
+    },
 )
