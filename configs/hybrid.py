@@ -3,6 +3,7 @@ r"""Hybrid pretraining: BYOL + Dirichlet-Multinomial loss on the votes.
   python -m gzevo_jax.main --config=configs/hybrid.py          # CPU-sized run
   python -m gzevo_jax.main --config=configs/hybrid.py:smoke    # seconds
   python -m gzevo_jax.main --config=configs/hybrid.py:rescaled # paper's weighting
+  python -m gzevo_jax.main --config=configs/hybrid.py:gz_evo   # real data, pod
 """
 
 from gzevo_jax import config_lib
@@ -18,4 +19,4 @@ def get_config(arg=None):
   config.loss.supervised_weight = 1.0
   config.loss.rescale_supervised = False
   return config_lib.apply_variant(
-      config, arg, {'smoke': config_lib.smoke, 'rescaled': rescaled})
+      config, arg, {**config_lib.COMMON_VARIANTS, 'rescaled': rescaled})

@@ -1,7 +1,8 @@
 r"""Supervised GZ-Evo pretraining: Dirichlet-Multinomial loss, one view, no target.
 
   python -m gzevo_jax.main --config=configs/supervised.py
-  python -m gzevo_jax.main --config=configs/supervised.py:smoke
+  python -m gzevo_jax.main --config=configs/supervised.py:smoke    # seconds
+  python -m gzevo_jax.main --config=configs/supervised.py:gz_evo   # real data, pod
 """
 
 from gzevo_jax import config_lib
@@ -14,4 +15,4 @@ def get_config(arg=None):
   config.optimizer.base_learning_rate = 1e-3
   config.optimizer.lr_reference_batch_size = 0
   config.optimizer.weight_decay = 0.05
-  return config_lib.apply_variant(config, arg, {'smoke': config_lib.smoke})
+  return config_lib.apply_variant(config, arg, config_lib.COMMON_VARIANTS)

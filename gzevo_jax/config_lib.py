@@ -126,6 +126,31 @@ def smoke(config: ml_collections.ConfigDict) -> None:
   config.checkpoint_every_steps = 15
 
 
+def gz_evo(config: ml_collections.ConfigDict) -> None:
+  """Paper scale on the real GZ-Evo: 224 px, batch 512, full-width ResNet-18.
+
+  Build the data first (README, "Real GZ-Evo"); sized for an accelerator pod.
+  """
+  config.data.dataset = 'gz_evo/real'
+  config.data.image_size = 224
+  config.data.shuffle_buffer = 50_000
+  config.global_batch_size = 512
+  config.train_duration = '100 epochs'
+  config.warmup_duration = '2 epochs'
+  config.model.encoder = 'resnet18'
+  config.model.width_multiplier = 1.0
+  config.model.dtype = 'bfloat16'
+  config.model.projector_hidden_dim = 4096
+  config.model.projection_dim = 256
+  config.model.predictor_hidden_dim = 4096
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 1000
+
+
+# Variants every objective's config file offers.
+COMMON_VARIANTS = {'smoke': smoke, 'gz_evo': gz_evo}
+
+
 def _choice(field: str, value: str, choices: Iterable[str]) -> None:
   choices = tuple(choices)
   if value not in choices:

@@ -29,6 +29,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from gzevo_jax import config_lib, train  # After flag parsing: fast --help.
+  from gzevo_jax.data import common
   logging.get_absl_handler().addFilter(cli.QuietLibraryInfo())
   config = _CONFIG.value
   try:
@@ -37,7 +38,10 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: {e}')
   workdir = _WORKDIR.value or os.path.join('runs', config.run_name)
   logging.info('config:\n%s', config)
-  train.train_and_evaluate(config, workdir)
+  try:
+    train.train_and_evaluate(config, workdir)
+  except common.DataError as e:
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 import real_fixtures as rf
 from gzevo_jax.data import builders, common, real
+from gzevo_jax.data import build
 from gzevo_jax.data.build import prepare
 from gzevo_jax.schema import GZ_EVO_V0_1 as SCHEMA
 
@@ -34,8 +35,7 @@ def _build(builder_class, manual_dir, data_dir, beam=False, **kwargs):
   builder = builder_class(config=config, data_dir=str(data_dir), **kwargs)
   download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
   if beam:
-    import apache_beam  # pylint: disable=g-import-not-at-top
-    download_config.beam_runner = apache_beam.runners.DirectRunner()
+    download_config.beam_runner = build.local_beam_runner()
   builder.download_and_prepare(download_config=download_config)
   return builder
 

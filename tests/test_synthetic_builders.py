@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from gzevo_jax.data import builders, common, synthetic
+from gzevo_jax.data import build, builders, common, synthetic
 from gzevo_jax.data.build import prepare
 from gzevo_jax.schema import GZ_EVO_V0_1 as SCHEMA
 
@@ -80,6 +80,16 @@ def test_beam_direct_runner_builds_the_same_examples(gz_evo, tmp_path):
   for id_str in a:
     np.testing.assert_array_equal(a[id_str]['image'], b[id_str]['image'])
     np.testing.assert_array_equal(a[id_str]['votes'], b[id_str]['votes'])
+
+
+def test_local_beam_runs_never_download_a_runner():
+  pytest.importorskip('apache_beam')
+  from apache_beam.options.pipeline_options import StandardOptions
+  options = build.beam_options('runner=DirectRunner, direct_num_workers=2')
+  assert options.view_as(StandardOptions).runner == 'FnApiRunner'
+  assert options.get_all_options()['direct_num_workers'] == 2
+  other = build.beam_options('runner=DataflowRunner,project=p')
+  assert other.view_as(StandardOptions).runner == 'DataflowRunner'
 
 
 def test_gz_rings_labels_follow_ring_votes(tmp_path):

@@ -2,7 +2,7 @@
 
   --dataset=gz_evo/real --manual_dir=DIR      GZ-Evo you downloaded
   --dataset=gz_rings/synthetic                the downstream task
-  --beam_pipeline_options=runner=DirectRunner,direct_num_workers=2
+  --beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing
                                               generate with Apache Beam
   --skip_bad_rows                             skip and report bad catalogue
                                               rows instead of failing
@@ -13,6 +13,7 @@ themselves; real data is built once with this command (or `tfds build`).
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Optional, Sequence
 
@@ -34,6 +35,33 @@ _BEAM_OPTIONS = flags.DEFINE_string(
     'comma-separated Apache Beam options; generates with Beam when set')
 
 
+# Beam's DirectRunner (and SwitchingDirectRunner) first try to download the
+# Prism runner binary; nothing here downloads at run time, so local runs use
+# FnApiRunner, the local batch runner DirectRunner falls back to.
+_LOCAL_RUNNER = 'FnApiRunner'
+_DOWNLOADING_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
+
+
+def beam_options(text: str):
+  """'runner=DirectRunner,direct_num_workers=2' -> Beam PipelineOptions."""
+  import apache_beam as beam  # Optional dependency: the [beam] extra.
+  flags_ = []
+  for option in filter(None, (o.strip() for o in text.split(','))):
+    key, _, value = option.partition('=')
+    if key == 'runner' and value in _DOWNLOADING_RUNNERS:
+      logging.info('Beam: runner=%s runs as %s (same local execution, no '
+                   'Prism download)', value, _LOCAL_RUNNER)
+      option = f'runner={_LOCAL_RUNNER}'
+    flags_.append(f'--{option}')
+  return beam.options.pipeline_options.PipelineOptions(flags=flags_)
+
+
+def local_beam_runner():
+  """The runner tests and local builds use (see _LOCAL_RUNNER)."""
+  from apache_beam.runners.portability.fn_api_runner import fn_runner
+  return fn_runner.FnApiRunner()
+
+
 def prepare(dataset: str, data_dir: Optional[str] = None,
             manual_dir: Optional[str] = None, skip_bad_rows: bool = False,
             beam_pipeline_options: Optional[str] = None):
@@ -45,9 +73,7 @@ def prepare(dataset: str, data_dir: Optional[str] = None,
     return builder
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   if beam_pipeline_options:
-    import apache_beam as beam  # Optional dependency: the [beam] extra.
-    download_config.beam_options = beam.options.pipeline_options.PipelineOptions(
-        flags=[f'--{o}' for o in beam_pipeline_options.split(',')])
+    download_config.beam_options = beam_options(beam_pipeline_options)
   logging.info('building %s in %s%s', dataset, builder.data_dir,
                ' with Apache Beam' if beam_pipeline_options else '')
   start = time.perf_counter()
@@ -67,8 +93,12 @@ def prepare(dataset: str, data_dir: Optional[str] = None,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  prepare(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value,
-          _SKIP_BAD_ROWS.value, _BEAM_OPTIONS.value)
+  from gzevo_jax.data import common
+  try:
+    prepare(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value,
+            _SKIP_BAD_ROWS.value, _BEAM_OPTIONS.value)
+  except common.DataError as e:
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gzevo_jax.data import common
 from gzevo_jax.data import real
 from gzevo_jax.data import render
 from gzevo_jax.data import synthetic
@@ -303,7 +304,8 @@ def builder(name: str, data_dir: Optional[str] = None,
   if dataset in classes:
     configs = {c.name: c for c in classes[dataset].BUILDER_CONFIGS}
     if config not in configs:
-      raise ValueError(f'unknown config {config!r} of {dataset}; choose one of '
+      raise common.DataError(
+          f'unknown config {config!r} of {dataset}; choose one of '
                        f'{", ".join(configs)} (e.g. {dataset}/{next(iter(configs))})')
     return classes[dataset](config=config, data_dir=data_dir,
                             skip_bad_rows=skip_bad_rows)

@@ -12,6 +12,17 @@ import numpy as np
 from gzevo_jax.schema import Schema
 
 SPLITS = ('train', 'validation', 'test')
+
+
+class DataError(ValueError):
+  """Input data that cannot be used, with a message saying what to do.
+
+  Commands print it as one `error:` line instead of a traceback.
+  """
+
+
+class DatasetNotBuiltError(DataError, FileNotFoundError):
+  """A dataset that needs a download is not built yet."""
 VALIDATION_FRACTION = 0.1
 TEST_FRACTION = 0.1
 

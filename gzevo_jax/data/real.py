@@ -86,7 +86,7 @@ Splits: train/validation/test come from a hash of `id_str` (any published
 train/test split is not used).
 
 Then build:
-    tfds build gz_evo --imports=gzevo_jax.data --config=real \\
+    tfds build gz_evo --imports=gzevo_jax.data.builders --config=real \\
         --manual_dir=MANUAL_DIR
 or
     python -m gzevo_jax.data.build --dataset=gz_evo/real --manual_dir=MANUAL_DIR
@@ -109,7 +109,7 @@ ring_fraction = ring_yes / (ring_yes + ring_no) when it is not given.
 Splits: train/validation/test come from a hash of `id_str`.
 
 Then build:
-    tfds build gz_rings --imports=gzevo_jax.data --config=real \\
+    tfds build gz_rings --imports=gzevo_jax.data.builders --config=real \\
         --manual_dir=MANUAL_DIR
 or
     python -m gzevo_jax.data.build --dataset=gz_rings/real \\
@@ -117,7 +117,7 @@ or
 """
 
 
-class CatalogError(ValueError):
+class CatalogError(common.DataError):
   """A catalogue or image that cannot be used; names the file and row."""
 
 

@@ -17,6 +17,7 @@ from absl import logging
 import jax
 import ml_collections
 
+from gzevo_jax.data import common
 from gzevo_jax.schema import Schema
 
 Batch = Mapping[str, Any]
@@ -47,7 +48,7 @@ def prepare_dataset(data_config: ml_collections.ConfigDict):
   if builder.is_prepared():
     return builder
   if not _is_synthetic(data_config.dataset) and not data_config.manual_dir:
-    raise FileNotFoundError(
+    raise common.DatasetNotBuiltError(
         f'dataset {data_config.dataset} is not built in {builder.data_dir}. '
         'Download the catalogues and images (`python -m gzevo_jax.data.build '
         f'--dataset={data_config.dataset}` prints what to get and where to '
@@ -70,15 +71,15 @@ def _check_compatible(builder, config: ml_collections.ConfigDict,
   features = builder.info.features
   name = config.data.dataset
   if 'votes' not in features:
-    raise ValueError(f'dataset {name} has no `votes` feature; pretraining '
+    raise common.DataError(f'dataset {name} has no `votes` feature; pretraining '
                      'needs a gz_evo-style dataset')
   answers = features['votes'].shape[0]
   if answers != schema.num_answers:
-    raise ValueError(f'dataset {name} has {answers} vote columns but schema '
+    raise common.DataError(f'dataset {name} has {answers} vote columns but schema '
                      f'{config.schema!r} has {schema.num_answers} answers')
   channels = features['image'].shape[-1]
   if channels != config.data.channels:
-    raise ValueError(f'dataset {name} has {channels}-channel images but '
+    raise common.DataError(f'dataset {name} has {channels}-channel images but '
                      f'config.data.channels={config.data.channels}')
 
 

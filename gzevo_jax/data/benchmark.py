@@ -1,0 +1,72 @@
+r"""Input throughput: `python -m gzevo_jax.data.benchmark --config=...`.
+
+Prints the images/s of the training input pipeline for the config (two
+augmented views per galaxy when the objective needs them, decoded from the
+TFDS dataset, batched as the train loop gets them), with nothing else
+running. Compare with the train step's images/s in metrics.jsonl to see
+which one is the bottleneck. `--build` also times building the dataset from
+scratch into a temporary directory. The renderer alone:
+`python -m gzevo_jax.data.render --benchmark`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Sequence
+
+from absl import app
+from absl import flags
+import ml_collections
+
+from gzevo_jax import cli
+
+_CONFIG = cli.config_flag('configs/hybrid.py')
+_BATCHES = flags.DEFINE_integer('batches', 60, 'batches to time (after 5 '
+                                'warm-up batches)')
+_BUILD = flags.DEFINE_bool('build', False, 'also time a fresh build of '
+                           'config.data.dataset')
+
+
+def time_build(config: ml_collections.ConfigDict) -> float:
+  """Seconds to build the config's dataset from nothing."""
+  from gzevo_jax.data import build  # TensorFlow, lazily.
+  with tempfile.TemporaryDirectory() as data_dir:
+    start = time.perf_counter()
+    build.prepare(config.data.dataset, data_dir, config.data.manual_dir)
+    return time.perf_counter() - start
+
+
+def pipeline_images_per_second(config: ml_collections.ConfigDict,
+                               batches: int, warmup: int = 5) -> float:
+  """Galaxies/s (each with its views) the train pipeline delivers."""
+  from gzevo_jax import models
+  from gzevo_jax.data import pipeline, sources
+  builder = sources.prepare_dataset(config.data)
+  it = pipeline.train_batches(
+      builder, config.data, local_batch_size=config.global_batch_size,
+      two_views=models.uses_byol(config.objective), seed=config.seed)
+  for _ in range(warmup):
+    next(it)
+  start = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  return batches * config.global_batch_size / (time.perf_counter() - start)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  print(f'dataset {config.data.dataset}, {config.data.image_size} px, '
+        f'batch {config.global_batch_size}, objective {config.objective}, '
+        f'{os.cpu_count()} CPU cores')
+  if _BUILD.value:
+    print(f'build: {time_build(config):.1f} s')
+  rate = pipeline_images_per_second(config, _BATCHES.value)
+  print(f'input pipeline: {rate:.0f} images/s')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)
