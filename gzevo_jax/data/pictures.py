@@ -50,9 +50,11 @@ def galaxy_title(schema: Schema, votes: np.ndarray, campaign: str) -> str:
   if votes.sum() == 0:
     return 'unlabelled'
   lines = [campaign]
+  one_campaign = campaign and '+' not in campaign
   for column, fraction in leading_answers(schema, votes):
     question, _, answer = column.rpartition('_')
-    short = question.rsplit('-', 1)[0] if campaign else question
+    # Drop the campaign suffix when the first line already names it.
+    short = question.rsplit('-', 1)[0] if one_campaign else question
     lines.append(f'{short}: {answer} {fraction:.0%}')
   return '\n'.join(lines)
 
@@ -70,8 +72,10 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str,
                fontsize: float = 6.0) -> str:
   """Saves a grid of images with small titles as a PNG; returns the path."""
   rows = -(-len(images) // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.3 * rows),
-                           squeeze=False)
+  title_lines = max(t.count('\n') + 1 for t in titles)
+  fig, axes = plt.subplots(
+      rows, columns, squeeze=False, layout='constrained',
+      figsize=(2.1 * columns, (2.0 + 0.12 * title_lines) * rows))
   for ax in axes.flat:
     ax.axis('off')
   for ax, image, text in zip(axes.flat, images, titles):
@@ -79,7 +83,6 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str,
     ax.set_title(text, fontsize=fontsize, loc='left')
   if title:
     fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110)
   plt.close(fig)
