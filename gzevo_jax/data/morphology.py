@@ -127,7 +127,7 @@ def sample_morphology(n: int, rng: np.random.Generator,
   trail = np.where(artifact, ~artifact_is_star, rng.random(n) < 0.02)
   return Morphology(
       kind=kind.astype(np.int32),
-      radius=rng.uniform(0.05, 0.16, n),
+      radius=rng.uniform(0.07, 0.18, n),
       position_angle=rng.uniform(0.0, np.pi, n),
       snr=np.exp(rng.uniform(np.log(15.0), np.log(400.0), n)),
       sersic_n=np.where(disk, rng.uniform(1.0, 4.0, n),

@@ -5,11 +5,11 @@ the image width, so a galaxy looks the same at any `image_size`):
   * Smooth ellipticals: a Sersic profile (index `sersic_n`, half-light
     semi-major axis `radius`, axis ratio `axis_ratio`).
   * Disks: an exponential disk (half-light radius `radius`, projected b/a
-    `axis_ratio`) plus a Sersic bulge of `0.35 * radius` carrying
+    `axis_ratio`) plus a Sersic bulge of `0.45 * radius` carrying
     `bulge_fraction` of the light (none for NO_BULGE). The bulge is an oblate
-    spheroid of intrinsic flattening 0.6, so it stays rounder than the disk
+    spheroid of intrinsic flattening 0.7, so it stays rounder than the disk
     when inclined; a boxy bulge is a generalised ellipse |u|^c + |v/q|^c with
-    c rising from 2 face-on to 4 edge-on. In the disk plane (so foreshortened
+    c rising from 2 face-on to 4.5 edge-on. In the disk plane (so foreshortened
     by inclination): a Ferrers bar (length 1-1.5 `radius`, random angle), a
     sharpened logarithmic spiral modulating the disk light (`arm_count` arms,
     pitch `arm_pitch`, contrast `arm_strength`), a Gaussian ring at
@@ -77,39 +77,65 @@ _OLD = (1.5, 1.0, 0.5)
 _DISK = (1.1, 1.0, 0.9)
 _YOUNG = (0.6, 1.0, 1.4)
 _CLUMP = (0.45, 1.0, 1.55)
-_NEUTRAL = (1.0, 1.0, 1.0)
 
 # Light fractions and shapes; sizes in units of `radius` unless noted.
 _HALF_LIGHT_PER_SCALE_LENGTH = 1.6783  # Exponential disk: r_e / h.
 _BULGE_SIZE = 0.45
-_BULGE_FLATTENING = 0.7      # Intrinsic c/a of the bulge spheroid.
+_BULGE_FLATTENING = 0.7  # Intrinsic c/a of the bulge spheroid.
 _BOXY_EXPONENT_EDGE_ON = 4.5
-_BAR_LIGHT = 0.35            # Of the non-bulge light, at bar strength 1.
-_RING_LIGHT = 0.5            # Of the non-bulge light, at ring strength 1.
-_CLUMP_LIGHT = 0.03          # Of the non-bulge light, per clump (mean).
+_BAR_LIGHT = 0.35  # Of the non-bulge light, at bar strength 1.
+_RING_LIGHT = 0.5  # Of the non-bulge light, at ring strength 1.
+_CLUMP_LIGHT = 0.03  # Of the non-bulge light, per clump (mean).
 _MAX_CLUMPS = 8
-_ARM_SHARPNESS = 4           # Pattern ((1 + cos)/2)**4 ...
+_ARM_SHARPNESS = 4  # Pattern ((1 + cos)/2)**4 ...
 _ARM_PATTERN_MEAN = 35.0 / 128.0  # ... whose azimuthal mean is this.
 _ARTIFACT_GALAXY_LIGHT = 0.05
-_SOFTENING_PX = 0.25         # Keeps cuspy Sersic centres finite (pixels).
-_STAR_SPIKE_LIGHT = 0.02     # Per spike direction, of the star's flux.
-_LINE_WIDTH = 0.006          # Trail / spike sigma before PSF, image widths.
+_SOFTENING_PX = 0.25  # Keeps cuspy Sersic centres finite (pixels).
+_STAR_SPIKE_LIGHT = 0.05  # Per spike direction, of the star's flux.
+_LINE_WIDTH = 0.006  # Trail / spike sigma before PSF, image widths.
 
 _DRAW_LAYOUT = (
-    ('bar_angle', 1), ('bar_length', 1), ('bar_width', 1),
-    ('arm_phase', 1), ('arm_hand', 1), ('ring_width', 1),
-    ('clump_radius', _MAX_CLUMPS), ('clump_angle', _MAX_CLUMPS),
-    ('clump_size', _MAX_CLUMPS), ('clump_flux', _MAX_CLUMPS),
-    ('lopsided_angle', 1), ('lopsided_offset', 1), ('lopsided_flux', 1),
-    ('tail_angle', 1), ('tail_tilt', 1), ('tail_phase', 1), ('tail_pitch', 1),
-    ('tail_arms', 1), ('tail_hand', 1), ('tail_scale', 1), ('tail_flux', 1),
-    ('shells', 1), ('shell_angle', 1), ('shell_count', 1), ('shell_flux', 1),
-    ('companion_angle', 1), ('companion_separation', 1),
-    ('companion_radius', 1), ('companion_n', 1), ('companion_q', 1),
-    ('companion_pa', 1), ('companion_flux', 1), ('companion_colour', 1),
-    ('star_angle', 1), ('star_distance', 1), ('star_flux', 1),
-    ('star_colour', 1), ('trail_angle', 1), ('trail_offset', 1),
-    ('trail_brightness', 1), ('trail_band', 1),
+    ('bar_angle', 1),
+    ('bar_length', 1),
+    ('bar_width', 1),
+    ('arm_phase', 1),
+    ('arm_hand', 1),
+    ('ring_width', 1),
+    ('clump_radius', _MAX_CLUMPS),
+    ('clump_angle', _MAX_CLUMPS),
+    ('clump_size', _MAX_CLUMPS),
+    ('clump_flux', _MAX_CLUMPS),
+    ('lopsided_angle', 1),
+    ('lopsided_offset', 1),
+    ('lopsided_flux', 1),
+    ('tail_angle', 1),
+    ('tail_tilt', 1),
+    ('tail_phase', 1),
+    ('tail_pitch', 1),
+    ('tail_arms', 1),
+    ('tail_hand', 1),
+    ('tail_scale', 1),
+    ('tail_flux', 1),
+    ('shells', 1),
+    ('shell_angle', 1),
+    ('shell_count', 1),
+    ('shell_flux', 1),
+    ('companion_angle', 1),
+    ('companion_separation', 1),
+    ('companion_radius', 1),
+    ('companion_n', 1),
+    ('companion_q', 1),
+    ('companion_pa', 1),
+    ('companion_flux', 1),
+    ('companion_colour', 1),
+    ('star_angle', 1),
+    ('star_distance', 1),
+    ('star_flux', 1),
+    ('star_colour', 1),
+    ('trail_angle', 1),
+    ('trail_offset', 1),
+    ('trail_brightness', 1),
+    ('trail_band', 1),
 )
 
 
@@ -128,17 +154,17 @@ _DRAW_SLICES, _NUM_DRAWS = _layout_slices()
 class RenderOptions:
   """How to render; sizes are fractions of the image width."""
   image_size: int = 64
-  bands: int = 3               # 3: (z, r, g), i.e. display (R, G, B).
-  psf_fwhm: float = 0.025      # Moffat PSF FWHM, fraction of image width.
-  psf_beta: float = 3.5        # Moffat beta (large beta tends to Gaussian).
-  sky_noise: bool = True       # False renders noiseless (for tests).
-  sky_sigma: float = 1.0       # Sky noise per pixel, every band.
+  bands: int = 3  # 3: (z, r, g), i.e. display (R, G, B).
+  psf_fwhm: float = 0.025  # Moffat PSF FWHM, fraction of image width.
+  psf_beta: float = 3.5  # Moffat beta (large beta tends to Gaussian).
+  sky_noise: bool = True  # False renders noiseless (for tests).
+  sky_sigma: float = 1.0  # Sky noise per pixel, every band.
   stretch_softening: float = 2.0  # asinh knee, in units of sky_sigma.
   stretch_maximum: float = 300.0  # Flux shown white, in units of sky_sigma.
-  chunk_size: int = 128        # Galaxies vectorised together.
+  chunk_size: int = 0  # Galaxies vectorised together; 0: ~2^18 px.
 
   def __post_init__(self):
-    if self.image_size < 8 or self.bands < 1 or self.chunk_size < 1:
+    if self.image_size < 8 or self.bands < 1 or self.chunk_size < 0:
       raise ValueError(f'Bad RenderOptions: {self}')
     if self.psf_fwhm <= 0 or self.psf_beta <= 1 or self.sky_sigma <= 0:
       raise ValueError(f'Bad RenderOptions: {self}')
@@ -147,14 +173,15 @@ class RenderOptions:
 def sersic_b(n: np.ndarray) -> np.ndarray:
   """b_n such that a Sersic profile's half-light radius encloses half.
 
-  Ciotti & Bertin (1999) asymptotic series (relative error < 3e-4 for
-  n >= 0.36, < 2e-5 for n >= 1); MacArthur et al. (2003) fit below 0.36.
+  Ciotti & Bertin (1999) asymptotic series (relative error < 6e-4 for
+  n >= 0.36, < 3e-5 for n >= 1); MacArthur et al. (2003) fit below 0.36
+  (< 5%).
   """
   n = np.asarray(n, np.float64)
   nn = np.maximum(n, 0.05)
   asymptotic = (2.0 * nn - 1.0 / 3.0 + 4.0 / (405.0 * nn) + 46.0 /
-                (25515.0 * nn**2) + 131.0 / (1148175.0 * nn**3) -
-                2194697.0 / (30690717750.0 * nn**4))
+                (25515.0 * nn**2) + 131.0 / (1148175.0 * nn**3) - 2194697.0 /
+                (30690717750.0 * nn**4))
   small = 0.01945 - 0.8902 * nn + 10.95 * nn**2 - 19.67 * nn**3 + 13.43 * nn**4
   return np.where(nn >= 0.36, asymptotic, small)
 
@@ -187,8 +214,7 @@ def _psf_otf(image_size: int, fwhm: float, beta: float) -> np.ndarray:
 
 def psf_kernel(options: RenderOptions) -> np.ndarray:
   """The PSF as float64 [H, W], peak at (H // 2, W // 2), summing to 1."""
-  kernel = _psf_wrapped(options.image_size, options.psf_fwhm,
-                        options.psf_beta)
+  kernel = _psf_wrapped(options.image_size, options.psf_fwhm, options.psf_beta)
   return np.fft.fftshift(kernel)
 
 
@@ -212,7 +238,7 @@ def _colours(bands: int) -> dict[str, np.ndarray]:
   positions = np.linspace(0.0, 2.0, bands) if bands > 1 else np.ones(1)
   out = {}
   for name, anchor in (('old', _OLD), ('disk', _DISK), ('young', _YOUNG),
-                       ('clump', _CLUMP), ('neutral', _NEUTRAL)):
+                       ('clump', _CLUMP)):
     c = np.interp(positions, [0.0, 1.0, 2.0], anchor)
     out[name] = (c / c.mean()).astype(_F32)
   return out
@@ -263,8 +289,11 @@ def _sersic(u: np.ndarray, v: np.ndarray, radius: np.ndarray, n: np.ndarray,
   return np.exp(-b * np.exp((log_r - _col(np.log(radius))) / _col(n)))
 
 
-def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray,
-            centre_x=0.0, centre_y=0.0) -> tuple[np.ndarray, np.ndarray]:
+def _rotate(x: np.ndarray,
+            y: np.ndarray,
+            angle: np.ndarray,
+            centre_x=0.0,
+            centre_y=0.0) -> tuple[np.ndarray, np.ndarray]:
   """Coordinates along and across direction `angle` ([k]) from a centre."""
   c, s = _col(np.cos(angle)), _col(np.sin(angle))
   dx, dy = x - _col(centre_x), y - _col(centre_y)
@@ -272,8 +301,8 @@ def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray,
 
 
 def _spiral_pattern(phi: np.ndarray, log_r: np.ndarray, arms: np.ndarray,
-                    pitch_deg: np.ndarray, phase: np.ndarray,
-                    hand: np.ndarray, sharpness: int) -> np.ndarray:
+                    pitch_deg: np.ndarray, phase: np.ndarray, hand: np.ndarray,
+                    sharpness: int) -> np.ndarray:
   """((1 + cos)/2)**sharpness of an m-armed logarithmic spiral, in [0, 1].
 
   phi, log_r: [k, H, W] azimuth and log radius (over the radius where the
@@ -292,9 +321,9 @@ def _spiral_pattern(phi: np.ndarray, log_r: np.ndarray, arms: np.ndarray,
 class _Chunk:
   """Shared state while drawing one chunk of galaxies."""
   m: Morphology
-  draws: dict[str, np.ndarray]   # name -> [b] or [b, count] uniforms.
-  flux: np.ndarray               # [b] band-mean nominal flux.
-  coords: np.ndarray             # [S] pixel centres, image widths.
+  draws: dict[str, np.ndarray]  # name -> [b] or [b, count] uniforms.
+  flux: np.ndarray  # [b] band-mean nominal flux.
+  coords: np.ndarray  # [S] pixel centres, image widths.
   options: RenderOptions
   colours: dict[str, np.ndarray]
 
@@ -309,8 +338,7 @@ class _Chunk:
 
 def _subset(ch: _Chunk, idx: np.ndarray):
   """Morphology, draws and flux of the chunk's galaxies at `idx`."""
-  return (ch.m.take(idx), {k: a[idx] for k, a in ch.draws.items()},
-          ch.flux[idx])
+  return (ch.m.take(idx), {k: a[idx] for k, a in ch.draws.items()}, ch.flux[idx])
 
 
 def _draw_spheroids(image: np.ndarray, ch: _Chunk, u: np.ndarray,
@@ -445,8 +473,8 @@ def _shells(x, y, m: Morphology, d: dict[str, np.ndarray]) -> np.ndarray:
     cos_dphi = (x * _col(np.cos(side)) + y * _col(np.sin(side))) / r
     window = (0.5 + 0.5 * cos_dphi)**6
     inside = np.exp(np.minimum(r - shell_r, 0.0) / (0.25 * shell_r))
-    outside = np.exp(-np.maximum(r - shell_r, 0.0)**2 /
-                     (2.0 * (0.04 * shell_r)**2))
+    outside = np.exp(-np.maximum(r - shell_r, 0.0)**2 / (2.0 *
+                                                         (0.04 * shell_r)**2))
     out = out + _col(k < count) * inside * outside * window
   return out
 
@@ -495,8 +523,7 @@ def _draw_mergers(image: np.ndarray, ch: _Chunk) -> None:
   if c_idx.size:
     mc, dc = m.take(c_idx), {k: a[c_idx] for k, a in d.items()}
     angle = 2.0 * np.pi * dc['companion_angle']
-    sep = np.minimum(mc.radius * (1.2 + 1.6 * dc['companion_separation']),
-                     0.3)
+    sep = np.minimum(mc.radius * (1.2 + 1.6 * dc['companion_separation']), 0.3)
     cu, cv = _rotate(x, y, np.pi * dc['companion_pa'], sep * np.cos(angle),
                      sep * np.sin(angle))
     radius = mc.radius * (0.45 + 0.45 * dc['companion_radius'])
@@ -573,8 +600,8 @@ def _draw_separable(image: np.ndarray, ch: _Chunk) -> None:
   gx[:, s] = _bilinear_1d(size, coords, sx)
   gy[:, s] = _bilinear_1d(size, coords, sy)
   weight[:, s] = star_flux[:, None] * star_colour
-  spike_len = 0.05 * np.sqrt(star_flux / (ch.options.sky_sigma * size / 64.0 *
-                                          1e3) + 1e-12)
+  spike_len = 0.08 * np.sqrt(star_flux /
+                             (ch.options.sky_sigma * size / 64.0 * 1e3) + 1e-12)
   spike_len = np.clip(spike_len, 0.01, 0.5)
   line = np.full(k, _LINE_WIDTH)
   for j, (along, across) in enumerate(((sx, sy), (sy, sx))):
@@ -585,8 +612,8 @@ def _draw_separable(image: np.ndarray, ch: _Chunk) -> None:
       gx[:, s + 1], gy[:, s + 1] = tail, narrow
     else:
       gx[:, s + 2], gy[:, s + 2] = narrow, tail
-    weight[:, s + 1 + j] = (_STAR_SPIKE_LIGHT * star_flux)[:, None] * (
-        star_colour)
+    weight[:,
+           s + 1 + j] = (_STAR_SPIKE_LIGHT * star_flux)[:, None] * (star_colour)
 
   # sum_t w[t, band] gy[t, :, None] gx[t, None, :] as one batched matmul.
   bands = ch.options.bands
@@ -606,7 +633,7 @@ def _draw_trails(image: np.ndarray, ch: _Chunk) -> None:
   offset = (d['trail_offset'] - 0.5) * np.where(artifact, 0.2, 0.7)
   dist = (ch.x * _col(np.sin(angle)) - ch.y * _col(np.cos(angle)) -
           _col(offset))
-  peak = np.where(artifact, 20.0 + 40.0 * d['trail_brightness'],
+  peak = np.where(artifact, 30.0 + 60.0 * d['trail_brightness'],
                   6.0 + 14.0 * d['trail_brightness']) * ch.options.sky_sigma
   line = np.exp(-dist * dist / (2.0 * _LINE_WIDTH**2))
   bands = ch.options.bands
@@ -625,8 +652,10 @@ def _streams(seeds: np.ndarray, options: RenderOptions,
     draws[i] = rng.random(_NUM_DRAWS)
     if noise_out is not None:
       rng.standard_normal(out=noise_out[i], dtype=_F32)
-  return {name: (draws[:, sl] if sl.stop - sl.start > 1 else draws[:, sl.start])
-          for name, sl in _DRAW_SLICES.items()}
+  return {
+      name: (draws[:, sl] if sl.stop - sl.start > 1 else draws[:, sl.start])
+      for name, sl in _DRAW_SLICES.items()
+  }
 
 
 def _draw_noiseless(m: Morphology, draws: dict[str, np.ndarray],
@@ -634,8 +663,12 @@ def _draw_noiseless(m: Morphology, draws: dict[str, np.ndarray],
   """Flux images float32 [b, bands, H, W] before PSF and noise."""
   size = options.image_size
   coords = ((np.arange(size) + 0.5) / size - 0.5).astype(_F32)
-  ch = _Chunk(m=m, draws=draws, flux=galaxy_flux(m, options), coords=coords,
-              options=options, colours=_colours(options.bands))
+  ch = _Chunk(m=m,
+              draws=draws,
+              flux=galaxy_flux(m, options),
+              coords=coords,
+              options=options,
+              colours=_colours(options.bands))
   image = np.zeros((m.num_galaxies, options.bands, size, size), _F32)
   u, v = _rotate(ch.x, ch.y, m.position_angle)
   _draw_spheroids(image, ch, u, v)
@@ -647,17 +680,20 @@ def _draw_noiseless(m: Morphology, draws: dict[str, np.ndarray],
   return image
 
 
-def render(morphology: Morphology,
-           options: RenderOptions = RenderOptions()) -> np.ndarray:
+def render(
+    morphology: Morphology,
+    options: RenderOptions = RenderOptions()) -> np.ndarray:
   """float32 [n, H, W, bands], linear flux with sky noise, before stretch.
 
   Units, the SNR definition and colours are in the module docstring. Each
   galaxy depends only on its own morphology and seed.
   """
   n, size, bands = morphology.num_galaxies, options.image_size, options.bands
+  # Chunks of ~2^18 pixels keep the working set in cache (fastest measured).
+  chunk = options.chunk_size or int(np.clip(2**18 // size**2, 4, 256))
   out = np.empty((n, size, size, bands), _F32)
-  for start in range(0, n, options.chunk_size):
-    stop = min(start + options.chunk_size, n)
+  for start in range(0, n, chunk):
+    stop = min(start + chunk, n)
     part = morphology.take(slice(start, stop))
     noise = out[start:stop] if options.sky_noise else None
     draws = _streams(part.seed, options, noise)
@@ -671,8 +707,8 @@ def render(morphology: Morphology,
   return out
 
 
-def to_uint8(images: np.ndarray,
-             options: RenderOptions = RenderOptions()) -> np.ndarray:
+def to_uint8(
+    images: np.ndarray, options: RenderOptions = RenderOptions()) -> np.ndarray:
   """Display stretch to uint8 [n, H, W, bands].
 
   asinh(flux / a) / asinh(max / a), with a = `stretch_softening` and max =
@@ -685,8 +721,9 @@ def to_uint8(images: np.ndarray,
   return (np.clip(scaled, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
-def render_uint8(morphology: Morphology,
-                 options: RenderOptions = RenderOptions()) -> np.ndarray:
+def render_uint8(
+    morphology: Morphology,
+    options: RenderOptions = RenderOptions()) -> np.ndarray:
   """to_uint8(render(...)): display-ready uint8 [n, H, W, bands]."""
   return to_uint8(render(morphology, options), options)
 
@@ -726,10 +763,12 @@ def _montage(path: str, count: int, size: int, seed: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--benchmark', action='store_true',
+  parser.add_argument('--benchmark',
+                      action='store_true',
                       help='print galaxies/s on one thread at 64 and 128 px')
   parser.add_argument('--seconds', type=float, default=3.0)
-  parser.add_argument('--montage', default='',
+  parser.add_argument('--montage',
+                      default='',
                       help='write a PNG grid of sample galaxies here')
   parser.add_argument('--count', type=int, default=64)
   parser.add_argument('--image_size', type=int, default=64)
