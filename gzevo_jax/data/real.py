@@ -619,7 +619,7 @@ def _rings_labels(label_columns: Sequence[str], table: pa.Table,
     return {
         'ring_votes': counts[row].copy(),
         'ring_fraction': np.float32(fraction[row]),
-        'label': int(fraction[row] > 0.5)
+        'label': int(common.rings_label(fraction[row]))
     }
 
   return labels
