@@ -73,3 +73,22 @@ def test_bad_durations(text):
 def test_missing_config_file():
   with pytest.raises(FileNotFoundError, match='nope.py'):
     config_lib.load_config_file('nope.py:smoke')
+
+
+def test_gz_evo_variant_is_paper_scale_on_real_data():
+  for name in ('contrastive', 'supervised', 'hybrid'):
+    config = _load(f'{name}.py:gz_evo')
+    config_lib.validate(config)
+    assert config.data.dataset == 'gz_evo/real'
+    assert config.data.image_size >= 128
+    assert config.global_batch_size >= 512
+    assert config.model.encoder in ('resnet18', 'resnet50', 'convnext_nano',
+                                    'convnext_tiny')
+    assert config.run_name == f'{name}_gz_evo'
+
+
+def test_bad_augmentation_field_is_named():
+  config = _load('hybrid.py')
+  config.data.augment.crop_scale_range = (1.2, 0.5)
+  with pytest.raises(ValueError, match='data.augment.crop_scale_range'):
+    config_lib.validate(config)

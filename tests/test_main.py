@@ -51,3 +51,13 @@ def test_core_modules_do_not_import_tensorflow():
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_real_data_not_built_says_how_to_build_it(tmp_path):
+  result = _run('--config=configs/hybrid.py:gz_evo', f'--workdir={tmp_path}',
+                env_extra={'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: dataset gz_evo/real is not built')
+  assert 'python -m gzevo_jax.data.build --dataset=gz_evo/real' in last
+  assert 'Traceback' not in result.stderr

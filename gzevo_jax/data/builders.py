@@ -100,6 +100,18 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
                       download_config.beam_options is not None)
     return super()._download_and_prepare(dl_manager, download_config)
 
+  def _galaxy_info(self, label_features: dict[str, Any],
+                   **kwargs: Any) -> tfds.core.DatasetInfo:
+    """Info with `id_str`, `image`, the labels and (synthetic) `truth`."""
+    config = self.builder_config
+    features = {'id_str': tfds.features.Text(),
+                'image': _image_feature(config), **label_features}
+    if config.source == 'synthetic':
+      features['truth'] = _truth_features()
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(features), citation=_CITATION,
+        **kwargs)
+
   def _manual_dir(self, dl_manager) -> str:
     try:
       return str(dl_manager.manual_dir)
@@ -178,24 +190,17 @@ class GzEvo(_GalaxyBuilder):
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    config = self.builder_config
-    schema = get_schema(config.schema)
-    features = {
-        'id_str': tfds.features.Text(),
-        'image': _image_feature(config),
-        'votes': tfds.features.Tensor(shape=(schema.num_answers,),
-                                      dtype=np.int32),
-        'campaign': tfds.features.Text(),
-        'labelled': tfds.features.Scalar(dtype=np.bool_),
-    }
-    if config.source == 'synthetic':
-      features['truth'] = _truth_features()
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(features),
+    schema = get_schema(self.builder_config.schema)
+    return self._galaxy_info(
+        {
+            'votes': tfds.features.Tensor(shape=(schema.num_answers,),
+                                          dtype=np.int32),
+            'campaign': tfds.features.Text(),
+            'labelled': tfds.features.Scalar(dtype=np.bool_),
+        },
         homepage='https://github.com/mwalmsley/galaxy-datasets',
         metadata=tfds.core.MetadataDict(
-            schema=schema.to_dict(), answer_columns=list(schema.label_cols)),
-        citation=_CITATION)
+            schema=schema.to_dict(), answer_columns=list(schema.label_cols)))
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
@@ -248,21 +253,14 @@ class GzRings(_GalaxyBuilder):
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    config = self.builder_config
-    features = {
-        'id_str': tfds.features.Text(),
-        'image': _image_feature(config),
-        'ring_votes': tfds.features.Tensor(shape=(2,), dtype=np.int32),
-        'ring_fraction': tfds.features.Scalar(dtype=np.float32),
-        'label': tfds.features.ClassLabel(names=['no_ring', 'ring']),
-    }
-    if config.source == 'synthetic':
-      features['truth'] = _truth_features()
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(features),
+    return self._galaxy_info(
+        {
+            'ring_votes': tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            'ring_fraction': tfds.features.Scalar(dtype=np.float32),
+            'label': tfds.features.ClassLabel(names=['no_ring', 'ring']),
+        },
         supervised_keys=('image', 'label'),
-        metadata=tfds.core.MetadataDict(),
-        citation=_CITATION)
+        metadata=tfds.core.MetadataDict())
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
