@@ -131,6 +131,21 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
     return {split: _in_process(split, split_units, make_examples)
             for split, split_units in units.items() if split_units}
 
+  def _real_generators(self, dl_manager, plan_fn: Callable[..., real.Plan],
+                       examples_fn: Callable[..., Iterator[tuple[str, dict]]]
+                       ) -> dict[str, Any]:
+    """Plans the manual_dir's rows, then generates their examples."""
+    config = self.builder_config
+    manual_dir = self._manual_dir(dl_manager)
+    plan = plan_fn(manual_dir, skip_bad_rows=self._skip_bad_rows,
+                   rows_per_unit=config.galaxies_per_unit)
+    make = functools.partial(examples_fn, manual_dir=manual_dir,
+                             image_size=config.image_size,
+                             channels=config.channels,
+                             skip_bad_rows=self._skip_bad_rows,
+                             on_bad_row=self._track_bad_rows(plan))
+    return self._generators(plan.units, make)
+
   def _track_bad_rows(self, plan: real.Plan) -> Optional[Callable[..., None]]:
     """Lists skipped rows in the dataset's metadata, so they stay visible.
 
@@ -214,17 +229,10 @@ class GzEvo(_GalaxyBuilder):
                                options=_render_options(config),
                                schema_dict=schema.to_dict())
       return self._generators(units, make)
-    manual_dir = self._manual_dir(dl_manager)
-    plan = real.plan_gz_evo(manual_dir, schema,
-                            skip_bad_rows=self._skip_bad_rows,
-                            rows_per_unit=config.galaxies_per_unit)
-    make = functools.partial(real.gz_evo_examples, manual_dir=manual_dir,
-                             schema_dict=schema.to_dict(),
-                             image_size=config.image_size,
-                             channels=config.channels,
-                             skip_bad_rows=self._skip_bad_rows,
-                             on_bad_row=self._track_bad_rows(plan))
-    return self._generators(plan.units, make)
+    return self._real_generators(
+        dl_manager, functools.partial(real.plan_gz_evo, schema=schema),
+        functools.partial(real.gz_evo_examples,
+                          schema_dict=schema.to_dict()))
 
   def _generate_examples(self, **kwargs):  # Splits come from _generators.
     raise NotImplementedError
@@ -270,15 +278,8 @@ class GzRings(_GalaxyBuilder):
       make = functools.partial(synthetic.rings_examples,
                                options=_render_options(config))
       return self._generators(units, make)
-    manual_dir = self._manual_dir(dl_manager)
-    plan = real.plan_rings(manual_dir, skip_bad_rows=self._skip_bad_rows,
-                           rows_per_unit=config.galaxies_per_unit)
-    make = functools.partial(real.rings_examples, manual_dir=manual_dir,
-                             image_size=config.image_size,
-                             channels=config.channels,
-                             skip_bad_rows=self._skip_bad_rows,
-                             on_bad_row=self._track_bad_rows(plan))
-    return self._generators(plan.units, make)
+    return self._real_generators(dl_manager, real.plan_rings,
+                                 real.rings_examples)
 
   def _generate_examples(self, **kwargs):  # Splits come from _generators.
     raise NotImplementedError
