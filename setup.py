@@ -20,6 +20,8 @@ setuptools.setup(
         'numpy>=1.26',
         'optax>=0.2.5',  # optax.tree.norm.
         'orbax-checkpoint>=0.11',
+        # Linear probes and classification metrics.
+        'scikit-learn>=1.3',
         # TensorBoard event files without TensorFlow (accelerator hosts).
         'tensorboardX>=2.6',
         # Data input only; imported lazily by gzevo_jax.data.

@@ -27,6 +27,7 @@ DTYPES = ('float32', 'bfloat16')
 def base_config(objective: str) -> ml_collections.ConfigDict:
   """Defaults shared by all objectives: a CPU-sized run on synthetic data."""
   c = ml_collections.ConfigDict()
+  c.task = 'pretrain'            # What main runs: 'pretrain' or 'linear_probe'.
   c.objective = objective        # One of OBJECTIVES.
   c.run_name = objective         # Default workdir is runs/<run_name>.
   c.seed = 0                     # Parameters, dropout and data all derive from it.

@@ -1,10 +1,13 @@
-r"""Entry point: pretrain with any objective.
+r"""Entry point: pretrain with any objective, or evaluate a pretrained encoder.
 
   python -m gzevo_jax.main --config=configs/hybrid.py[:VARIANT] \
       [--workdir=runs/NAME] [--config.FIELD=VALUE ...]
+  python -m gzevo_jax.main --config=configs/linear_probe.py \
+      --config.pretrained_workdir=runs/hybrid
 
-The workdir defaults to runs/<config.run_name>; rerunning the same command
-resumes from its latest checkpoint.
+`config.task` picks what runs. The workdir defaults to runs/<config.run_name>
+(for an evaluation, with the pretrained workdir's name appended); rerunning
+a pretraining command resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -25,22 +28,41 @@ _WORKDIR = flags.DEFINE_string(
     '(default: runs/<config.run_name>).')
 
 
+def _default_workdir(config) -> str:
+  """runs/<run_name>; an evaluation adds the pretrained run's name."""
+  name = config.run_name
+  if config.get('pretrained_workdir'):
+    name += '_' + os.path.basename(os.path.normpath(config.pretrained_workdir))
+  return os.path.join('runs', name)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from gzevo_jax import config_lib, train  # After flag parsing: fast --help.
+  # After flag parsing: --help stays fast.
+  from gzevo_jax import checkpoint, config_lib, train
   from gzevo_jax.data import common
   logging.get_absl_handler().addFilter(cli.QuietLibraryInfo())
   config = _CONFIG.value
+  task = config.get('task', 'pretrain')
+  workdir = _WORKDIR.value or _default_workdir(config)
+  logging.info('config:\n%s', config)
+  tasks = {'pretrain': (config_lib.validate, train.train_and_evaluate)}
+  if task == 'linear_probe':
+    from gzevo_jax.evaluation import linear_probe
+    tasks[task] = (linear_probe.validate, linear_probe.run)
+  if task not in tasks:
+    sys.exit(f"error: config.task={task!r} is not valid; choose one of "
+             "pretrain, linear_probe")
+  validate, run = tasks[task]
   try:
-    config_lib.validate(config)
+    validate(config)
   except ValueError as e:
     sys.exit(f'error: {e}')
-  workdir = _WORKDIR.value or os.path.join('runs', config.run_name)
-  logging.info('config:\n%s', config)
   try:
-    train.train_and_evaluate(config, workdir)
-  except common.DataError as e:
+    run(config, workdir)
+  except (common.DataError, FileNotFoundError,
+          checkpoint.IncompatibleCheckpointError) as e:
     sys.exit(f'error: {e}')
 
 

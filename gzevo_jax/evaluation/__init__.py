@@ -1,0 +1,1 @@
+"""Downstream evaluation of frozen features: label budgets, linear probes, kNN."""

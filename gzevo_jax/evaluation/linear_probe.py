@@ -1,0 +1,233 @@
+"""Linear probe (and kNN) at several label budgets, from any Orbax checkpoint.
+
+  python -m gzevo_jax.main --config=configs/linear_probe.py \
+      --config.pretrained_workdir=runs/hybrid
+
+restores the pretrained encoder, extracts frozen features of the downstream
+dataset's train, validation and test splits, then for every label budget and
+seed: samples that many labelled training galaxies (class balance kept),
+fits an L2-regularised logistic regression (regularisation chosen on the
+validation split) and a kNN classifier, and scores both on the test split.
+Writes results.json, results.csv and label_efficiency.png to the workdir.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from gzevo_jax import checkpoint
+from gzevo_jax import config_lib
+from gzevo_jax.evaluation import budgets as budgets_lib
+from gzevo_jax.evaluation import features as features_lib
+from gzevo_jax.evaluation import knn as knn_lib
+from gzevo_jax.evaluation import probe as probe_lib
+
+SPLITS = ('train', 'validation', 'test')
+METRICS = ('accuracy', 'balanced_accuracy', 'roc_auc')
+
+
+def extract_splits(
+    config: ml_collections.ConfigDict
+) -> tuple[dict[str, features_lib.Features], dict]:
+  """Frozen features of every split, and facts about the checkpoint."""
+  from gzevo_jax.data import pipeline, sources  # TensorFlow, lazily.
+  pretrained, _, step = checkpoint.load_config_and_schema(
+      config.pretrained_workdir, config.pretrained_step)
+  encoder, variables = checkpoint.restore_encoder(config.pretrained_workdir,
+                                                  step)
+  builder = sources.prepare_dataset(config.data)
+  channels = builder.info.features['image'].shape[-1]
+  if channels != pretrained.data.channels:
+    raise checkpoint.IncompatibleCheckpointError(
+        f'{config.pretrained_workdir} (step {step}) holds an encoder for '
+        f'{pretrained.data.channels}-channel images, but {config.data.dataset} '
+        f'has {channels}-channel images; probe a checkpoint trained on '
+        'matching bands.')
+  image_size = config.data.image_size or pretrained.data.image_size
+  mesh = features_lib.local_mesh()
+  batch_size = features_lib.padded_batch_size(config.eval_batch_size, mesh)
+  out = {}
+  for split in SPLITS:
+    batches = pipeline.eval_batches(builder,
+                                    split,
+                                    batch_size=batch_size,
+                                    image_size=image_size,
+                                    keys=('id_str', config.data.label_key),
+                                    threads=config.data.threads)
+    out[split] = features_lib.extract(
+        encoder,
+        variables,
+        batches,
+        label_keys=(config.data.label_key,),
+        mesh=mesh,
+        total=builder.info.splits[split].num_examples,
+        what=f'{config.data.dataset} {split}')
+  facts = {
+      'pretrained_workdir': config.pretrained_workdir,
+      'pretrained_step': step,
+      'pretrained_objective': pretrained.objective,
+      'encoder': pretrained.model.encoder,
+      'image_size': image_size,
+      'feature_dim': int(out['train'].features.shape[1])
+  }
+  return out, facts
+
+
+def evaluate_budget(splits: dict[str, features_lib.Features],
+                    config: ml_collections.ConfigDict, budget: Optional[int],
+                    seed: int) -> dict[str, dict[str, float]]:
+  """Probe and kNN test metrics with `budget` training labels (one seed)."""
+  key = config.data.label_key
+  train, val, test = (splits[s] for s in SPLITS)
+  index = budgets_lib.sample_budget(train.labels[key], budget, seed)
+  x, y = train.features[index], train.labels[key][index]
+  probe = probe_lib.fit_probe(x,
+                              y,
+                              val.features,
+                              val.labels[key],
+                              c_grid=list(config.probe.c_grid),
+                              max_iter=config.probe.max_iter)
+  results = {
+      'linear_probe':
+          probe_lib.classification_metrics(test.labels[key],
+                                           probe.predict_proba(test.features))
+  }
+  results['linear_probe']['C'] = float(probe.c)
+  num_classes = int(max(train.labels[key].max(), test.labels[key].max())) + 1
+  k = min(config.knn.k, len(index))
+  knn_prob = knn_lib.knn_predict(x,
+                                 y,
+                                 test.features,
+                                 k=k,
+                                 temperature=config.knn.temperature,
+                                 num_classes=num_classes)
+  results['knn'] = probe_lib.classification_metrics(test.labels[key], knn_prob)
+  return results
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming a bad field before anything runs."""
+  if not config.pretrained_workdir:
+    raise ValueError('set --config.pretrained_workdir to the workdir of a '
+                     'pretraining run, e.g. runs/hybrid')
+  budgets_lib.parse_budgets(config.budgets)
+  for field in ('num_seeds', 'eval_batch_size', 'knn.k', 'probe.max_iter'):
+    value = config_lib.get_dotted(config, field)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'config.{field} must be a positive integer, got '
+                       f'{value!r}')
+  if config.knn.temperature <= 0:
+    raise ValueError('config.knn.temperature must be positive, got '
+                     f'{config.knn.temperature}')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """The whole probe: features, every budget x seed, files in `workdir`."""
+  validate(config)
+  budget_list = budgets_lib.parse_budgets(config.budgets)
+  splits, facts = extract_splits(config)
+  labels = splits['train'].labels[config.data.label_key]
+  for budget in budget_list:  # Fail before any fitting, not halfway.
+    budgets_lib.sample_budget(labels, budget, 0)
+  rows = []
+  for budget in budget_list:
+    start = time.perf_counter()
+    for seed in range(config.num_seeds):
+      for method, metrics in evaluate_budget(splits, config, budget,
+                                             seed).items():
+        rows.append({
+            'budget': budget or len(labels),
+            'seed': seed,
+            'method': method,
+            **metrics
+        })
+    logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
+                 config.num_seeds,
+                 time.perf_counter() - start)
+  results = {
+      'config': config.to_dict(),
+      **facts, 'runs': rows,
+      'summary': summarise(rows)
+  }
+  write_results(results, workdir)
+  return results
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Mean and spread over seeds, per (method, budget)."""
+  out = []
+  for method in sorted({r['method'] for r in rows}):
+    for budget in sorted({r['budget'] for r in rows}):
+      group = [
+          r for r in rows if r['method'] == method and r['budget'] == budget
+      ]
+      if group:
+        out.append({
+            'method': method,
+            'budget': budget,
+            **{
+                m: probe_lib.summarise([r[m] for r in group]) for m in METRICS
+            }
+        })
+  return out
+
+
+def write_results(results: dict[str, Any], workdir: str) -> list[str]:
+  """results.json, results.csv and label_efficiency.png in `workdir`."""
+  os.makedirs(workdir, exist_ok=True)
+  paths = [
+      os.path.join(workdir, name)
+      for name in ('results.json', 'results.csv', 'label_efficiency.png')
+  ]
+  with open(paths[0], 'w') as f:
+    json.dump(results, f, indent=1, default=float)
+  with open(paths[1], 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['method', 'budget'] +
+                    [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')])
+    for row in results['summary']:
+      writer.writerow([row['method'], row['budget']] +
+                      [row[m][s] for m in METRICS for s in ('mean', 'std')])
+  plot_label_efficiency(results['summary'],
+                        paths[2],
+                        title=f"{results['pretrained_objective']} "
+                        f"({results['pretrained_workdir']})")
+  for path in paths:
+    logging.info('wrote %s', path)
+  return paths
+
+
+def plot_label_efficiency(summary: list[dict[str, Any]],
+                          path: str,
+                          title: str = '') -> str:
+  """Accuracy and ROC AUC against label budget, mean ± std over seeds."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout='constrained')
+  for ax, metric in zip(axes, ('accuracy', 'roc_auc')):
+    for method in sorted({r['method'] for r in summary}):
+      rows = sorted((r for r in summary if r['method'] == method),
+                    key=lambda r: r['budget'])
+      x = [r['budget'] for r in rows]
+      mean = np.array([r[metric]['mean'] for r in rows])
+      std = np.array([r[metric]['std'] for r in rows])
+      ax.plot(x, mean, marker='o', label=method)
+      ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xscale('log')
+    ax.set_xlabel('labelled training galaxies')
+    ax.set_ylabel(metric.replace('_', ' '))
+    ax.grid(alpha=0.3)
+  axes[0].legend()
+  fig.suptitle(title, fontsize=9)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

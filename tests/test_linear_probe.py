@@ -1,0 +1,106 @@
+"""The linear probe from checkpoints of every objective, and its bad inputs."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, tiny_config
+from gzevo_jax import checkpoint, config_lib, train
+from gzevo_jax.data import common
+from gzevo_jax.evaluation import linear_probe
+
+OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+  """A 2-step checkpoint of each objective."""
+  out = {}
+  for objective in OBJECTIVES:
+    workdir = str(tmp_path_factory.mktemp(objective))
+    train.train_and_evaluate(
+        tiny_config(objective, train_duration='2 steps',
+                    checkpoint_every_steps=2), workdir)
+    out[objective] = workdir
+  return out
+
+
+def _probe_config(workdir, **overrides):
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'linear_probe.py:smoke'))
+  config.pretrained_workdir = workdir
+  config.eval_batch_size = 64
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+@pytest.mark.parametrize('objective', OBJECTIVES)
+def test_probe_runs_from_every_objective(objective, pretrained, tmp_path):
+  config = _probe_config(pretrained[objective])
+  results = linear_probe.run(config, str(tmp_path))
+  assert results['pretrained_objective'] == objective
+  assert results['pretrained_step'] == 2
+  runs = results['runs']
+  assert {r['method'] for r in runs} == {'linear_probe', 'knn'}
+  assert {r['seed'] for r in runs} == {0, 1}
+  assert {r['budget'] for r in runs} >= {20}
+  for r in runs:
+    assert 0.0 <= r['accuracy'] <= 1.0
+  with open(tmp_path / 'results.json') as f:
+    assert json.load(f)['summary'] == json.loads(json.dumps(
+        results['summary'], default=float))
+  with open(tmp_path / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4  # 2 methods x 2 budgets.
+  assert (tmp_path / 'label_efficiency.png').stat().st_size > 10_000
+
+
+def test_features_match_the_restored_encoder(pretrained):
+  config = _probe_config(pretrained['hybrid'])
+  splits, facts = linear_probe.extract_splits(config)
+  encoder, variables = checkpoint.restore_encoder(pretrained['hybrid'])
+  from gzevo_jax.data import pipeline, sources
+  builder = sources.prepare_dataset(config.data)
+  batch = next(pipeline.eval_batches(builder, 'test', batch_size=8,
+                                     image_size=facts['image_size']))
+  direct = np.asarray(encoder.apply(variables, batch['image'], train=False))
+  np.testing.assert_allclose(splits['test'].features[:8], direct, rtol=1e-4,
+                             atol=1e-5)
+  n = builder.info.splits['test'].num_examples
+  assert splits['test'].num_examples == n
+  assert len(set(splits['test'].ids)) == n
+
+
+def test_workdir_without_checkpoint(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no checkpoint.*train first'):
+    linear_probe.run(_probe_config(str(tmp_path)), str(tmp_path / 'out'))
+
+
+def test_missing_pretrained_workdir_is_a_config_error():
+  config = _probe_config(None)
+  with pytest.raises(ValueError, match='pretrained_workdir'):
+    linear_probe.validate(config)
+
+
+def test_budget_larger_than_the_labelled_set(pretrained, tmp_path):
+  config = _probe_config(pretrained['supervised'], budgets=(10, 100_000))
+  with pytest.raises(common.DataError, match='100000') as error:
+    linear_probe.run(config, str(tmp_path))
+  assert 'all' in str(error.value)
+
+
+def test_checkpoint_for_other_bands_is_a_clear_error(tmp_path):
+  workdir = str(tmp_path / 'grey')
+  train.train_and_evaluate(
+      tiny_config('supervised', train_duration='1 steps',
+                  checkpoint_every_steps=1, **{'data.channels': 1,
+                                               'data.source':
+                                               'in_memory_synthetic'}),
+      workdir)
+  with pytest.raises(checkpoint.IncompatibleCheckpointError,
+                     match='1-channel.*3-channel'):
+    linear_probe.run(_probe_config(workdir), str(tmp_path / 'out'))
