@@ -85,6 +85,16 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.optimizer.b2 = 0.999               # AdamW.
   c.optimizer.eps = 1e-8               # AdamW.
 
+  # kNN accuracy of the online encoder on a labelled downstream sample, in the
+  # log and metrics every `every_steps` (0: off) and at the end.
+  c.knn_monitor = ml_collections.ConfigDict()
+  c.knn_monitor.every_steps = 250
+  c.knn_monitor.dataset = 'gz_rings/synthetic'  # Built on first use.
+  c.knn_monitor.label_key = 'label'
+  c.knn_monitor.max_examples = 2000    # Per split (train, validation).
+  c.knn_monitor.k = 20
+  c.knn_monitor.temperature = 0.07
+
   c.log_every_steps = 20         # Metrics to stdout, metrics.jsonl, TensorBoard.
   c.checkpoint_every_steps = 200  # Also saved at the end of training.
   c.keep_checkpoints = 3         # Most recent checkpoints kept on disk.
@@ -125,6 +135,8 @@ def smoke(config: ml_collections.ConfigDict) -> None:
   config.model.predictor_hidden_dim = 64
   config.log_every_steps = 10
   config.checkpoint_every_steps = 15
+  config.knn_monitor.dataset = 'gz_rings/synthetic_tiny'
+  config.knn_monitor.every_steps = 30
 
 
 def gz_evo(config: ml_collections.ConfigDict) -> None:
@@ -146,6 +158,8 @@ def gz_evo(config: ml_collections.ConfigDict) -> None:
   config.model.predictor_hidden_dim = 4096
   config.log_every_steps = 100
   config.checkpoint_every_steps = 1000
+  config.knn_monitor.dataset = 'gz_rings/real'
+  config.knn_monitor.every_steps = 5000
 
 
 # Variants every objective's config file offers.
@@ -192,11 +206,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ('global_batch_size', 'log_every_steps',
                 'checkpoint_every_steps', 'keep_checkpoints',
                 'data.image_size', 'data.channels', 'data.num_train_examples',
-                'data.shuffle_buffer', 'data.prefetch_batches'):
-    value = get_dotted(config, field)
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f'config.{field} must be a positive integer, got '
-                       f'{value!r}')
+                'data.shuffle_buffer', 'data.prefetch_batches',
+                'knn_monitor.max_examples', 'knn_monitor.k'):
+    check_positive_int(config, field)
   augment.validate_augment_config(config.data.augment)
   if not 0.0 <= config.data.labelled_fraction <= 1.0:
     raise ValueError('config.data.labelled_fraction must lie in [0, 1], got '
@@ -204,6 +216,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.ema.tau_base <= 1.0:
     raise ValueError(f'config.ema.tau_base must lie in [0, 1], got '
                      f'{config.ema.tau_base}')
+
+
+def check_positive_int(config: ml_collections.ConfigDict, field: str) -> None:
+  """Raises ValueError naming `field` unless it is an integer >= 1."""
+  value = get_dotted(config, field)
+  if not isinstance(value, int) or value < 1:
+    raise ValueError(f'config.{field} must be a positive integer, got '
+                     f'{value!r}')
 
 
 def get_dotted(tree, dotted: str):

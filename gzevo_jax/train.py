@@ -285,6 +285,24 @@ def check_batch(batch: Batch, setup: Setup, local_batch_size: int) -> None:
                        f'expected {shape}')
 
 
+def encoder_variables(state: TrainState) -> dict[str, Any]:
+  """The online encoder's variables, ready for `encoder.apply`."""
+  return {'params': state.params['encoder'],
+          'batch_stats': state.batch_stats.get('encoder', {})}
+
+
+def _make_knn_monitor(setup: Setup):
+  """The periodic kNN evaluation, or None when config.knn_monitor is off."""
+  config = setup.config
+  if config.knn_monitor.every_steps <= 0:
+    return None
+  from gzevo_jax.evaluation import monitor  # TensorFlow, lazily.
+  return monitor.KnnMonitor(config.knn_monitor,
+                            models.build_encoder_from_config(config.model),
+                            image_size=config.data.image_size,
+                            data_dir=config.data.data_dir)
+
+
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or Inf loss or gradient."""
 
@@ -355,6 +373,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   if data_iterator is None:
     data_iterator = train_data.batches(start_step)
+  monitor = _make_knn_monitor(setup)
   step_fn = make_train_step(setup, mesh)
   writer = metric_writers.MetricWriter(workdir, enabled=is_chief)
   history: list[tuple[int, dict[str, Any]]] = []
@@ -398,6 +417,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        100 * step / durations.total_steps, remaining)
         history, window_steps = [], 0
         window_start = time.perf_counter()
+      every = config.knn_monitor.every_steps
+      if monitor is not None and (step % every == 0 or is_last):
+        monitor_start = time.perf_counter()
+        knn = monitor(encoder_variables(state))
+        writer.write_scalars(step, knn, prefix='monitor')
+        window_start += time.perf_counter() - monitor_start  # Not a step.
       if save_now:
         checkpoint_lib.save(manager, step, state, config, setup.schema)
         last_saved = step

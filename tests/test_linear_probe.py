@@ -104,3 +104,17 @@ def test_checkpoint_for_other_bands_is_a_clear_error(tmp_path):
   with pytest.raises(checkpoint.IncompatibleCheckpointError,
                      match='1-channel.*3-channel'):
     linear_probe.run(_probe_config(workdir), str(tmp_path / 'out'))
+
+
+def test_knn_monitor_reports_during_pretraining(tmp_path):
+  from gzevo_jax import metric_writers
+  config = tiny_config('hybrid', train_duration='4 steps')
+  config.knn_monitor.every_steps = 2
+  config.knn_monitor.max_examples = 64
+  train.train_and_evaluate(config, str(tmp_path))
+  records = [r for r in metric_writers.read_metrics(str(tmp_path))
+             if 'monitor/knn_accuracy' in r]
+  assert [r['step'] for r in records] == [2, 4]
+  for r in records:
+    assert 0.0 <= r['monitor/knn_accuracy'] <= 1.0
+    assert 0.0 <= r['monitor/knn_balanced_accuracy'] <= 1.0
