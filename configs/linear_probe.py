@@ -10,7 +10,6 @@ Writes results.json, results.csv and label_efficiency.png to the workdir
 """
 
 import ml_collections
-from ml_collections.config_dict import placeholder
 
 from gzevo_jax import config_lib
 
@@ -24,26 +23,7 @@ def smoke(config):
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.task = 'linear_probe'
-  c.run_name = 'linear_probe'
-  c.pretrained_workdir = placeholder(str)  # Required: a pretraining workdir.
-  c.pretrained_step = placeholder(int)     # None: its latest checkpoint.
-
-  c.data = ml_collections.ConfigDict()
-  c.data.dataset = 'gz_rings/synthetic'    # gz_rings/real for GZ Rings.
-  c.data.data_dir = placeholder(str)
-  c.data.manual_dir = placeholder(str)
-  c.data.skip_bad_rows = False
-  c.data.label_key = 'label'               # Integer class label feature.
-  c.data.image_size = placeholder(int)     # None: the pretraining image size.
-  c.data.threads = 0
-  c.eval_batch_size = 256                  # Rounded up to a multiple of devices.
-
-  # Labelled training galaxies per fit; 'all' is the whole train split.
-  c.budgets = (100, 300, 750, 3000, 'all')
-  c.num_seeds = 3                          # Budget subsets resampled per seed.
-
+  c = config_lib.downstream_config('linear_probe')
   c.probe = ml_collections.ConfigDict()
   c.probe.c_grid = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # Inverse L2.
   c.probe.max_iter = 1000

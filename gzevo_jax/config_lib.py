@@ -102,6 +102,48 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   return c
 
 
+DOWNSTREAM_TASKS = ('linear_probe', 'finetune')
+
+
+def downstream_config(task: str) -> ml_collections.ConfigDict:
+  """Fields every evaluation of a pretrained encoder shares."""
+  c = ml_collections.ConfigDict()
+  c.task = task                  # One of DOWNSTREAM_TASKS.
+  c.run_name = task              # Default workdir: runs/<run_name>_<pretrained>.
+  c.pretrained_workdir = placeholder(str)  # Required: a pretraining workdir.
+  c.pretrained_step = placeholder(int)     # None: its latest checkpoint.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = 'gz_rings/synthetic'    # gz_rings/real for GZ Rings.
+  c.data.data_dir = placeholder(str)
+  c.data.manual_dir = placeholder(str)
+  c.data.skip_bad_rows = False
+  c.data.label_key = 'label'               # Integer class label feature.
+  c.data.image_size = placeholder(int)     # None: the pretraining image size.
+  c.data.threads = 0
+  c.eval_batch_size = 256                  # Rounded up to a multiple of devices.
+
+  # Labelled training galaxies per fit; 'all' is the whole train split.
+  c.budgets = (100, 300, 750, 3000, 'all')
+  c.num_seeds = 3                          # Budget subsets resampled per seed.
+  return c
+
+
+def validate_downstream(config: ml_collections.ConfigDict,
+                        positive_ints: Iterable[str] = ()) -> None:
+  """Raises ValueError naming a bad field of a downstream config."""
+  from gzevo_jax.evaluation import budgets  # Local: keep config import light.
+  if not config.pretrained_workdir:
+    raise ValueError('set --config.pretrained_workdir to the workdir of a '
+                     'pretraining run, e.g. runs/hybrid')
+  budgets.parse_budgets(config.budgets)
+  for field in ('num_seeds', 'eval_batch_size', *positive_ints):
+    value = get_dotted(config, field)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'config.{field} must be a positive integer, got '
+                       f'{value!r}')
+
+
 def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
                   variants: Mapping[str, Callable[[ml_collections.ConfigDict],
                                                   None]]

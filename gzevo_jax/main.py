@@ -12,6 +12,7 @@ a pretraining command resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Sequence
@@ -47,14 +48,14 @@ def main(argv: Sequence[str]) -> None:
   task = config.get('task', 'pretrain')
   workdir = _WORKDIR.value or _default_workdir(config)
   logging.info('config:\n%s', config)
-  tasks = {'pretrain': (config_lib.validate, train.train_and_evaluate)}
-  if task == 'linear_probe':
-    from gzevo_jax.evaluation import linear_probe
-    tasks[task] = (linear_probe.validate, linear_probe.run)
-  if task not in tasks:
-    sys.exit(f"error: config.task={task!r} is not valid; choose one of "
-             "pretrain, linear_probe")
-  validate, run = tasks[task]
+  if task == 'pretrain':
+    validate, run = config_lib.validate, train.train_and_evaluate
+  elif task in config_lib.DOWNSTREAM_TASKS:
+    module = importlib.import_module(f'gzevo_jax.evaluation.{task}')
+    validate, run = module.validate, module.run
+  else:
+    sys.exit(f'error: config.task={task!r} is not valid; choose one of '
+             f'pretrain, {", ".join(config_lib.DOWNSTREAM_TASKS)}')
   try:
     validate(config)
   except ValueError as e:

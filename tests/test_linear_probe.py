@@ -4,6 +4,7 @@ import csv
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -118,3 +119,74 @@ def test_knn_monitor_reports_during_pretraining(tmp_path):
   for r in records:
     assert 0.0 <= r['monitor/knn_accuracy'] <= 1.0
     assert 0.0 <= r['monitor/knn_balanced_accuracy'] <= 1.0
+
+
+def _finetune_config(workdir, variant='smoke'):
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', f'finetune.py:{variant}'))
+  config.pretrained_workdir = workdir
+  config.budgets = (20,)
+  config.num_seeds = 1
+  return config
+
+
+def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
+  from gzevo_jax.evaluation import finetune
+  config = _finetune_config(pretrained['hybrid'])
+  results = finetune.run(config, str(tmp_path))
+  (row,) = results['runs']
+  assert row['method'] == 'finetune_pretrained' and row['budget'] == 20
+  assert 1 <= row['best_epoch'] <= row['epochs'] <= config.max_epochs
+  assert 0.0 <= row['accuracy'] <= 1.0
+  assert (tmp_path / 'results.csv').exists()
+  # The classifier's encoder starts as the checkpoint's.
+  model = finetune.Classifier(
+      finetune.models.build_encoder_from_config(
+          checkpoint.load_config_and_schema(pretrained['hybrid'])[0].model), 2)
+  variables = finetune._initial_variables(config, model, (16, 16, 3), 0)
+  _, encoder_vars = checkpoint.restore_encoder(pretrained['hybrid'])
+  for a, b in zip(jax.tree.leaves(variables['params']['encoder']),
+                  jax.tree.leaves(encoder_vars['params'])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_direct_baseline_starts_from_scratch(pretrained, tmp_path):
+  from gzevo_jax.evaluation import finetune
+  config = _finetune_config(pretrained['hybrid'], 'direct')
+  assert config.init == 'scratch'
+  results = finetune.run(config, str(tmp_path))
+  assert results['runs'][0]['method'] == 'finetune_scratch'
+  model = finetune.Classifier(
+      finetune.models.build_encoder_from_config(
+          checkpoint.load_config_and_schema(pretrained['hybrid'])[0].model), 2)
+  variables = finetune._initial_variables(config, model, (16, 16, 3), 0)
+  _, encoder_vars = checkpoint.restore_encoder(pretrained['hybrid'])
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(variables['params']['encoder']),
+      jax.tree.leaves(encoder_vars['params'])))
+
+
+def test_layer_wise_learning_rates():
+  from gzevo_jax.evaluation import finetune
+  assert finetune.layer_depth('stem_conv') == 0
+  assert finetune.layer_depth('stage1_block2') == 1
+  assert finetune.layer_depth('downsample1_conv') == 2
+  assert finetune.layer_depth('stage4_block1') == 4
+  assert finetune.layer_depth('final_norm') == 5
+  assert finetune.layer_depth('head') == 5
+  params = {'encoder': {'stem_conv': {'kernel': np.ones((3, 3, 1, 1))},
+                        'stage4_block1': {'kernel': np.ones((3, 3, 1, 1))}},
+            'head': {'kernel': np.ones((1, 1))}}
+  grads = jax.tree.map(np.ones_like, params)
+  tx = finetune.make_optimizer(params, learning_rate=1.0, layer_decay=0.5,
+                               weight_decay=0.0, warmup_steps=0,
+                               total_steps=100)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Adam's first step moves every parameter by about its learning rate.
+  head = abs(float(np.asarray(updates['head']['kernel']).ravel()[0]))
+  stage4 = abs(float(np.asarray(
+      updates['encoder']['stage4_block1']['kernel']).ravel()[0]))
+  stem = abs(float(np.asarray(
+      updates['encoder']['stem_conv']['kernel']).ravel()[0]))
+  np.testing.assert_allclose([stage4 / head, stem / head], [0.5, 0.5**5],
+                             rtol=1e-3)

@@ -34,6 +34,18 @@ SPLITS = ('train', 'validation', 'test')
 METRICS = ('accuracy', 'balanced_accuracy', 'roc_auc')
 
 
+def check_bands(builder, pretrained: ml_collections.ConfigDict,
+                config: ml_collections.ConfigDict, step: int) -> None:
+  """The downstream images must have the bands the encoder was trained on."""
+  channels = builder.info.features['image'].shape[-1]
+  if channels != pretrained.data.channels:
+    raise checkpoint.IncompatibleCheckpointError(
+        f'{config.pretrained_workdir} (step {step}) holds an encoder for '
+        f'{pretrained.data.channels}-channel images, but {config.data.dataset} '
+        f'has {channels}-channel images; evaluate a checkpoint trained on '
+        'matching bands.')
+
+
 def extract_splits(
     config: ml_collections.ConfigDict
 ) -> tuple[dict[str, features_lib.Features], dict]:
@@ -44,13 +56,7 @@ def extract_splits(
   encoder, variables = checkpoint.restore_encoder(config.pretrained_workdir,
                                                   step)
   builder = sources.prepare_dataset(config.data)
-  channels = builder.info.features['image'].shape[-1]
-  if channels != pretrained.data.channels:
-    raise checkpoint.IncompatibleCheckpointError(
-        f'{config.pretrained_workdir} (step {step}) holds an encoder for '
-        f'{pretrained.data.channels}-channel images, but {config.data.dataset} '
-        f'has {channels}-channel images; probe a checkpoint trained on '
-        'matching bands.')
+  check_bands(builder, pretrained, config, step)
   image_size = config.data.image_size or pretrained.data.image_size
   mesh = features_lib.local_mesh()
   batch_size = features_lib.padded_batch_size(config.eval_batch_size, mesh)
@@ -115,15 +121,7 @@ def evaluate_budget(splits: dict[str, features_lib.Features],
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming a bad field before anything runs."""
-  if not config.pretrained_workdir:
-    raise ValueError('set --config.pretrained_workdir to the workdir of a '
-                     'pretraining run, e.g. runs/hybrid')
-  budgets_lib.parse_budgets(config.budgets)
-  for field in ('num_seeds', 'eval_batch_size', 'knn.k', 'probe.max_iter'):
-    value = config_lib.get_dotted(config, field)
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f'config.{field} must be a positive integer, got '
-                       f'{value!r}')
+  config_lib.validate_downstream(config, ('knn.k', 'probe.max_iter'))
   if config.knn.temperature <= 0:
     raise ValueError('config.knn.temperature must be positive, got '
                      f'{config.knn.temperature}')

@@ -1,0 +1,284 @@
+"""Finetuning and direct training of a classifier at several label budgets.
+
+  python -m gzevo_jax.main --config=configs/finetune.py \
+      --config.pretrained_workdir=runs/hybrid            # finetune
+  python -m gzevo_jax.main --config=configs/finetune.py:direct \
+      --config.pretrained_workdir=runs/hybrid            # from scratch
+
+The classifier is the pretrained encoder (or, for `init='scratch'`, the same
+architecture freshly initialised: the direct-training baseline) plus a linear
+head. It trains on a budget of labelled galaxies with AdamW and Zoobot-style
+layer-wise learning-rate decay (the head at `learning_rate`, each encoder
+stage below it `layer_decay` times slower, the stem slowest), flips and
+quarter turns as augmentation, and early stopping on validation loss (the
+best epoch's weights are kept). Test metrics per budget and seed go to the
+same results.json / results.csv / label_efficiency.png as the linear probe.
+
+The downstream split is held in memory as uint8 (`max_examples` caps it), and
+training runs on one device, so this suits the synthetic rings and GZ
+Rings-sized tasks rather than pod-scale finetuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import time
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gzevo_jax import checkpoint
+from gzevo_jax import config_lib
+from gzevo_jax import models
+from gzevo_jax import optim
+from gzevo_jax.evaluation import budgets as budgets_lib
+from gzevo_jax.evaluation import linear_probe
+from gzevo_jax.evaluation import probe as probe_lib
+
+INITS = ('pretrained', 'scratch')
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+  """A split held in memory: uint8 images and integer labels."""
+  images: np.ndarray   # uint8 [N, H, W, C].
+  labels: np.ndarray   # int [N].
+
+  def take(self, index: np.ndarray) -> 'Images':
+    return Images(self.images[index], self.labels[index])
+
+
+def load_images(builder, split: str, image_size: int, label_key: str,
+                max_examples: int) -> Images:
+  """Up to `max_examples` galaxies of `split`, unaugmented, as uint8."""
+  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  images, labels, n = [], [], 0
+  for batch in pipeline.eval_batches(builder, split, batch_size=256,
+                                     image_size=image_size,
+                                     keys=(label_key,)):
+    keep = batch['mask']
+    images.append(np.round(batch['image'][keep] * 255).astype(np.uint8))
+    labels.append(batch[label_key][keep].astype(np.int32))
+    n += int(keep.sum())
+    if n >= max_examples:
+      break
+  return Images(np.concatenate(images)[:max_examples],
+                np.concatenate(labels)[:max_examples])
+
+
+class Classifier(nn.Module):
+  """Encoder + linear head."""
+  encoder: nn.Module
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool) -> jax.Array:
+    features = self.encoder(images, train=train)
+    return nn.Dense(self.num_classes, name='head')(features)
+
+
+_STAGE = re.compile(r'^(stage|downsample)(\d+)')
+
+
+def layer_depth(top_level_name: str, num_stages: int = 4) -> int:
+  """0 for the stem, k for stage k (a downsample into stage k+1 counts as
+  k+1), num_stages + 1 for anything above the last stage (final norm, head)."""
+  match = _STAGE.match(top_level_name)
+  if match:
+    return int(match[2]) + (1 if match[1] == 'downsample' else 0)
+  return 0 if top_level_name.startswith('stem') else num_stages + 1
+
+
+def depth_labels(params: Any) -> Any:
+  """The depth label ('depth_D') of every parameter of a Classifier."""
+  def label(name: str, subtree: Any) -> Any:
+    return jax.tree.map(lambda _: f'depth_{layer_depth(name)}', subtree)
+
+  encoder = {k: label(k, v) for k, v in params['encoder'].items()}
+  return {'encoder': encoder, 'head': label('head', params['head'])}
+
+
+def make_optimizer(params: Any, learning_rate: float, layer_decay: float,
+                   weight_decay: float, warmup_steps: int,
+                   total_steps: int) -> optax.GradientTransformation:
+  """AdamW with lr learning_rate * layer_decay ** (top depth - depth)."""
+  labels = depth_labels(params)
+  depths = sorted({int(x.split('_')[1]) for x in jax.tree.leaves(labels)})
+  top = max(depths)
+  transforms = {
+      f'depth_{d}': optax.adamw(
+          optim.learning_rate_schedule(learning_rate * layer_decay**(top - d),
+                                       warmup_steps, total_steps),
+          weight_decay=weight_decay, mask=optim.decay_mask)
+      for d in depths}
+  return optax.multi_transform(transforms, labels)
+
+
+def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Random flips and quarter turns (galaxies have no orientation)."""
+  out = np.empty_like(images)
+  for i, (k, flip) in enumerate(zip(rng.integers(0, 4, len(images)),
+                                    rng.random(len(images)) < 0.5)):
+    image = np.rot90(images[i], k)
+    out[i] = image[:, ::-1] if flip else image
+  return out
+
+
+def _to_float(images: np.ndarray) -> jnp.ndarray:
+  return jnp.asarray(images, jnp.float32) / 255.0
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'tx'))
+def _train_step(params, batch_stats, opt_state, images, labels, *, model, tx):
+  def loss_fn(p):
+    logits, updates = model.apply({'params': p, 'batch_stats': batch_stats},
+                                  images, train=True, mutable=['batch_stats'])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                           labels).mean()
+    return loss, updates['batch_stats']
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _logits(variables, images, *, model):
+  return model.apply(variables, images, train=False)
+
+
+def predict_proba(model: Classifier, variables: Any, images: np.ndarray,
+                  batch_size: int = 256) -> np.ndarray:
+  """Softmax probabilities [N, classes], no augmentation."""
+  out = []
+  for start in range(0, len(images), batch_size):
+    logits = _logits(variables, _to_float(images[start:start + batch_size]),
+                     model=model)
+    out.append(np.asarray(jax.nn.softmax(logits)))
+  return np.concatenate(out)
+
+
+def _loss(prob: np.ndarray, labels: np.ndarray) -> float:
+  return float(-np.mean(np.log(np.maximum(
+      prob[np.arange(len(labels)), labels], 1e-12))))
+
+
+def train_classifier(model: Classifier, variables: Any, train: Images,
+                     val: Images, config: ml_collections.ConfigDict,
+                     seed: int) -> tuple[Any, dict[str, Any]]:
+  """Trains with early stopping on validation loss; returns the best weights.
+
+  Runs at most `config.max_epochs` epochs of `len(train) // batch_size`
+  steps (at least one), stopping after `config.patience` epochs without a
+  lower validation loss.
+  """
+  batch_size = min(config.batch_size, len(train.labels))
+  steps_per_epoch = max(len(train.labels) // batch_size, 1)
+  total = steps_per_epoch * config.max_epochs
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  tx = make_optimizer(params, config.learning_rate, config.layer_decay,
+                      config.weight_decay, steps_per_epoch, total)
+  opt_state = tx.init(params)
+  rng = np.random.default_rng([seed, 7])
+  best = (np.inf, variables, 0)
+  for epoch in range(1, config.max_epochs + 1):
+    order = rng.permutation(len(train.labels))
+    for step in range(steps_per_epoch):
+      index = order[step * batch_size:(step + 1) * batch_size]
+      images = _to_float(_augment(train.images[index], rng))
+      params, batch_stats, opt_state, _ = _train_step(
+          params, batch_stats, opt_state, images,
+          jnp.asarray(train.labels[index]), model=model, tx=tx)
+    current = {'params': params, 'batch_stats': batch_stats}
+    val_loss = _loss(predict_proba(model, current, val.images), val.labels)
+    if val_loss < best[0]:
+      best = (val_loss, current, epoch)
+    elif epoch - best[2] >= config.patience:
+      break
+  return best[1], {'best_epoch': best[2], 'epochs': epoch,
+                   'val_loss': best[0]}
+
+
+def _initial_variables(config: ml_collections.ConfigDict, model: Classifier,
+                       image_shape: tuple[int, int, int], seed: int) -> Any:
+  """Pretrained encoder + fresh head, or all fresh ('scratch')."""
+  variables = jax.jit(lambda key: model.init(
+      key, jnp.zeros((1, *image_shape)), train=False))(
+          jax.random.PRNGKey(seed))
+  variables = jax.tree.map(np.asarray, variables)
+  if config.init == 'pretrained':
+    _, pretrained = checkpoint.restore_encoder(config.pretrained_workdir,
+                                               config.pretrained_step)
+    variables['params']['encoder'] = pretrained['params']
+    if pretrained['batch_stats']:
+      variables['batch_stats']['encoder'] = pretrained['batch_stats']
+  return variables
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming a bad field before anything runs."""
+  config_lib.validate_downstream(
+      config, ('batch_size', 'max_epochs', 'patience', 'max_examples'))
+  if config.init not in INITS:
+    raise ValueError(f'config.init={config.init!r} is not valid; choose one '
+                     f'of {", ".join(INITS)}')
+  if not 0.0 < config.layer_decay <= 1.0:
+    raise ValueError('config.layer_decay must lie in (0, 1], got '
+                     f'{config.layer_decay}')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Every budget x seed: train, early-stop, score on test; files to workdir."""
+  from gzevo_jax.data import sources  # TensorFlow, lazily.
+  validate(config)
+  pretrained, _, step = checkpoint.load_config_and_schema(
+      config.pretrained_workdir, config.pretrained_step)
+  builder = sources.prepare_dataset(config.data)
+  linear_probe.check_bands(builder, pretrained, config, step)
+  image_size = config.data.image_size or pretrained.data.image_size
+  key = config.data.label_key
+  splits = {s: load_images(builder, s, image_size, key, config.max_examples)
+            for s in linear_probe.SPLITS}
+  budget_list = budgets_lib.parse_budgets(config.budgets)
+  for budget in budget_list:  # Fail before any training, not halfway.
+    budgets_lib.sample_budget(splits['train'].labels, budget, 0)
+  num_classes = int(max(s.labels.max() for s in splits.values())) + 1
+  # One device: BatchNorm needs no cross-device axis here.
+  encoder = models.build_encoder_from_config(pretrained.model).clone(
+      bn_axis_name=None)
+  model = Classifier(encoder, num_classes)
+  image_shape = splits['train'].images.shape[1:]
+  rows = []
+  for budget in budget_list:
+    start = time.perf_counter()
+    for seed in range(config.num_seeds):
+      index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
+      variables = _initial_variables(config, model, image_shape, seed)
+      variables, info = train_classifier(model, variables,
+                                         splits['train'].take(index),
+                                         splits['validation'], config, seed)
+      metrics = probe_lib.classification_metrics(
+          splits['test'].labels,
+          predict_proba(model, variables, splits['test'].images))
+      rows.append({'budget': len(index), 'seed': seed,
+                   'method': f'finetune_{config.init}', **metrics, **info})
+    logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
+                 config.num_seeds, time.perf_counter() - start)
+  results = {'config': config.to_dict(),
+             'pretrained_workdir': config.pretrained_workdir,
+             'pretrained_step': step,
+             'pretrained_objective': pretrained.objective,
+             'encoder': pretrained.model.encoder, 'image_size': image_size,
+             'runs': rows, 'summary': linear_probe.summarise(rows)}
+  linear_probe.write_results(results, workdir)
+  return results
+
