@@ -1,4 +1,4 @@
-"""Orbax checkpoints: save, resume, and restore just the encoder downstream.
+"""Orbax checkpoints: save, resume, and restore the encoder or model downstream.
 
 Each checkpoint step holds three items: `state` (the TrainState pytree),
 `config` (the run's config as JSON) and `schema` (the decision tree as JSON),
@@ -18,10 +18,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from gzevo_jax import config_lib
 from gzevo_jax.config_lib import get_dotted
 from gzevo_jax.schema import Schema
 
 if TYPE_CHECKING:  # Avoid an import cycle: train imports this module.
+  from gzevo_jax import models, train
   from gzevo_jax.train import TrainState
 
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -132,9 +134,32 @@ def load_config_and_schema(workdir: str, step: Optional[int] = None
     step = _require_checkpoint(manager, workdir, step)
     items = manager.restore(step, args=ocp.args.Composite(
         config=ocp.args.JsonRestore(), schema=ocp.args.JsonRestore()))
-  config = ml_collections.ConfigDict(items['config'])
+  # Fields added to the config since the checkpoint was written keep their
+  # defaults, so older checkpoints stay readable.
+  config = config_lib.base_config(items['config']['objective'])
+  config.update(items['config'])
   schema = Schema.from_dict(items['schema'], source=f'{workdir} step {step}')
   return config, schema, step
+
+
+def _restore_online(
+    workdir: str,
+    step: Optional[int]) -> tuple['train.Setup', 'TrainState', int]:
+  """The setup (model, config, schema) and train state of a checkpoint.
+
+  Restored onto this process's first device, whatever the mesh that wrote it.
+  """
+  from gzevo_jax import train  # Local: train imports this module.
+  config, schema, step = load_config_and_schema(workdir, step)
+  setup = train.build_setup(config, schema=schema)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(functools.partial(train.create_train_state, setup)))
+  with make_manager(workdir, for_reading=True) as manager:
+    state = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract)))['state']
+  return setup, state, step
 
 
 def restore_encoder(workdir: str, step: Optional[int] = None
@@ -145,18 +170,31 @@ def restore_encoder(workdir: str, step: Optional[int] = None
   'batch_stats': ...}` (batch_stats empty for encoders without BatchNorm),
   ready for `encoder.apply(variables, images, train=False)`.
   """
-  from gzevo_jax import models, train  # Local: train imports this module.
-  config, schema, step = load_config_and_schema(workdir, step)
-  setup = train.build_setup(config, schema=schema)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(functools.partial(train.create_train_state, setup)))
-  with make_manager(workdir, for_reading=True) as manager:
-    state = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))['state']
+  from gzevo_jax import models  # Local, as in _restore_online.
+  setup, state, step = _restore_online(workdir, step)
+  config = setup.config
   variables = {'params': state.params['encoder'],
                'batch_stats': state.batch_stats.get('encoder', {})}
   logging.info('restored the %s encoder of %s (%s objective) at step %d',
                config.model.encoder, workdir, config.objective, step)
   return models.build_encoder_from_config(config.model), variables
+
+
+def restore_model(
+    workdir: str,
+    step: Optional[int] = None
+) -> tuple['models.GalaxyModel', dict[str, Any], ml_collections.ConfigDict,
+           Schema]:
+  """The whole online `GalaxyModel` of a checkpoint, with its config and schema.
+
+  Returns `(model, variables, config, schema)` with `variables = {'params':
+  ..., 'batch_stats': ...}` of the online network (not the BYOL target),
+  ready for `model.apply(variables, images, train=False)`; the model has a
+  Dirichlet head only for the supervised and hybrid objectives.
+  """
+  setup, state, step = _restore_online(workdir, step)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  logging.info('restored the %s model of %s (%s objective) at step %d',
+               setup.config.model.encoder, workdir, setup.config.objective,
+               step)
+  return setup.model, variables, setup.config, setup.schema

@@ -30,6 +30,14 @@ def config_flag(default: str | None = None):
   return holder
 
 
+def default_workdir(config) -> str:
+  """runs/<run_name>; an evaluation adds the pretrained run's name."""
+  name = config.run_name
+  if config.get('pretrained_workdir'):
+    name += '_' + os.path.basename(os.path.normpath(config.pretrained_workdir))
+  return os.path.join('runs', name)
+
+
 def _config_spec(argv: Sequence[str]) -> str | None:
   """The value of --config (either `--config=X` or `--config X`)."""
   for i, arg in enumerate(argv):

@@ -102,10 +102,10 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   return c
 
 
-DOWNSTREAM_TASKS = ('linear_probe', 'finetune')
+DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes')
 
 
-def downstream_config(task: str) -> ml_collections.ConfigDict:
+def encoder_evaluation_config(task: str) -> ml_collections.ConfigDict:
   """Fields every evaluation of a pretrained encoder shares."""
   c = ml_collections.ConfigDict()
   c.task = task                  # One of DOWNSTREAM_TASKS.
@@ -118,11 +118,16 @@ def downstream_config(task: str) -> ml_collections.ConfigDict:
   c.data.data_dir = placeholder(str)
   c.data.manual_dir = placeholder(str)
   c.data.skip_bad_rows = False
-  c.data.label_key = 'label'               # Integer class label feature.
   c.data.image_size = placeholder(int)     # None: the pretraining image size.
   c.data.threads = 0
   c.eval_batch_size = 256                  # Rounded up to a multiple of devices.
+  return c
 
+
+def downstream_config(task: str) -> ml_collections.ConfigDict:
+  """An encoder evaluation on a labelled task at several label budgets."""
+  c = encoder_evaluation_config(task)
+  c.data.label_key = 'label'               # Integer class label feature.
   # Labelled training galaxies per fit; 'all' is the whole train split.
   c.budgets = (100, 300, 750, 3000, 'all')
   c.num_seeds = 3                          # Budget subsets resampled per seed.
@@ -131,17 +136,12 @@ def downstream_config(task: str) -> ml_collections.ConfigDict:
 
 def validate_downstream(config: ml_collections.ConfigDict,
                         positive_ints: Iterable[str] = ()) -> None:
-  """Raises ValueError naming a bad field of a downstream config."""
-  from gzevo_jax.evaluation import budgets  # Local: keep config import light.
-  if not config.pretrained_workdir:
-    raise ValueError('set --config.pretrained_workdir to the workdir of a '
-                     'pretraining run, e.g. runs/hybrid')
+  """Raises ValueError naming a bad field of a `downstream_config`."""
+  from gzevo_jax.evaluation import budgets, features  # Keep imports light.
+  features.validate_extraction_config(config)
   budgets.parse_budgets(config.budgets)
-  for field in ('num_seeds', 'eval_batch_size', *positive_ints):
-    value = get_dotted(config, field)
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f'config.{field} must be a positive integer, got '
-                       f'{value!r}')
+  for field in ('num_seeds', *positive_ints):
+    check_positive_int(config, field)
 
 
 def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],

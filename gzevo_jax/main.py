@@ -13,7 +13,6 @@ a pretraining command resumes from its latest checkpoint.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Sequence
 
@@ -29,14 +28,6 @@ _WORKDIR = flags.DEFINE_string(
     '(default: runs/<config.run_name>).')
 
 
-def _default_workdir(config) -> str:
-  """runs/<run_name>; an evaluation adds the pretrained run's name."""
-  name = config.run_name
-  if config.get('pretrained_workdir'):
-    name += '_' + os.path.basename(os.path.normpath(config.pretrained_workdir))
-  return os.path.join('runs', name)
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -46,7 +37,7 @@ def main(argv: Sequence[str]) -> None:
   logging.get_absl_handler().addFilter(cli.QuietLibraryInfo())
   config = _CONFIG.value
   task = config.get('task', 'pretrain')
-  workdir = _WORKDIR.value or _default_workdir(config)
+  workdir = _WORKDIR.value or cli.default_workdir(config)
   logging.info('config:\n%s', config)
   if task == 'pretrain':
     validate, run = config_lib.validate, train.train_and_evaluate

@@ -27,10 +27,6 @@ import numpy as np
 from gzevo_jax import cli
 from gzevo_jax.schema import Schema, get_schema
 
-_CONFIG = cli.config_flag('configs/hybrid.py')
-_OUT = flags.DEFINE_string('out', 'runs/pictures', 'output directory')
-_NUM = flags.DEFINE_integer('num', 24, 'galaxies (and view pairs) to show')
-
 
 def leading_answers(schema: Schema, votes: np.ndarray,
                     top: int = 3) -> list[tuple[str, float]]:
@@ -120,10 +116,15 @@ def write_pictures(config, out_dir: str, num: int = 24) -> tuple[str, str]:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  for path in write_pictures(_CONFIG.value, _OUT.value, _NUM.value):
+  for path in write_pictures(flags.FLAGS.config, flags.FLAGS.out,
+                             flags.FLAGS.num):
     logging.info('wrote %s', path)
     print(path)
 
 
 if __name__ == '__main__':
+  # Flags only for the command: other commands import image_grid from here.
+  cli.config_flag('configs/hybrid.py')
+  flags.DEFINE_string('out', 'runs/pictures', 'output directory')
+  flags.DEFINE_integer('num', 24, 'galaxies (and view pairs) to show')
   app.run(main, flags_parser=cli.parse_flags)

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 
+from gzevo_jax import checkpoint
+from gzevo_jax import config_lib
 from gzevo_jax import parallel
+
+Batch = dict[str, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +42,12 @@ class Features:
     })
 
 
+def decode_ids(id_str: np.ndarray) -> np.ndarray:
+  """A batch's `id_str` (bytes from tf.data) as a str array."""
+  return np.asarray(
+      [x.decode() if isinstance(x, bytes) else str(x) for x in id_str])
+
+
 def local_mesh() -> jax.sharding.Mesh:
   """A `batch` mesh over this process's devices."""
   return parallel.make_mesh(jax.local_devices())
@@ -50,11 +61,17 @@ def padded_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> int:
 
 def make_feature_fn(
     encoder: nn.Module,
-    mesh: jax.sharding.Mesh) -> Callable[[Any, jax.Array], jax.Array]:
-  """jit: (variables, images [B, H, W, C]) -> features [B, D], data-parallel."""
+    mesh: jax.sharding.Mesh,
+    method: Optional[Callable[..., jax.Array]] = None
+) -> Callable[[Any, jax.Array], jax.Array]:
+  """jit: (variables, images [B, H, W, C]) -> features [B, D], data-parallel.
+
+  `method(module, images, train)` picks another output than `__call__`'s
+  (e.g. a model's Dirichlet concentrations), as in `nn.Module.apply`.
+  """
 
   def apply(variables, images):
-    return encoder.apply(variables, images, train=False)
+    return encoder.apply(variables, images, train=False, method=method)
 
   return jax.jit(apply,
                  in_shardings=(parallel.replicated(mesh),
@@ -70,9 +87,13 @@ def extract(encoder: nn.Module,
             mesh: jax.sharding.Mesh,
             total: Optional[int] = None,
             what: str = 'features',
-            log_every: int = 20) -> Features:
-  """Runs the encoder over `batches`, keeping the rows `mask` marks real."""
-  feature_fn = make_feature_fn(encoder, mesh)
+            log_every: int = 20,
+            method: Optional[Callable[..., jax.Array]] = None) -> Features:
+  """Runs the encoder over `batches`, keeping the rows `mask` marks real.
+
+  `method` is passed to `make_feature_fn`.
+  """
+  feature_fn = make_feature_fn(encoder, mesh, method)
   variables = parallel.replicate(variables, mesh)
   ids, features, labels = [], [], {k: [] for k in label_keys}
   start, done = time.perf_counter(), 0
@@ -81,11 +102,7 @@ def extract(encoder: nn.Module,
     out = np.asarray(jax.device_get(feature_fn(variables, images)))
     keep = np.asarray(batch['mask'], bool)
     features.append(out[keep].astype(np.float32))
-    ids.append(
-        np.asarray([
-            x.decode() if isinstance(x, bytes) else str(x)
-            for x in batch['id_str'][keep]
-        ]))
+    ids.append(decode_ids(batch['id_str'][keep]))
     for k in label_keys:
       labels[k].append(np.asarray(batch[k])[keep])
     done += int(keep.sum())
@@ -100,3 +117,104 @@ def extract(encoder: nn.Module,
   return Features(np.concatenate(ids), np.concatenate(features), {
       k: np.concatenate(v) for k, v in labels.items()
   })
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+  """A checkpoint's encoder, ready to run over the splits of one dataset."""
+  encoder: nn.Module
+  variables: Mapping[str, Any]
+  dataset: str  # Its name, e.g. 'gz_rings/synthetic'.
+  builder: Any  # tfds.core.DatasetBuilder (TensorFlow is imported lazily).
+  pretrained: ml_collections.ConfigDict  # The config the checkpoint stored.
+  workdir: str
+  step: int
+  image_size: int
+  batch_size: int  # A multiple of the mesh's devices.
+  threads: int
+  mesh: jax.sharding.Mesh
+
+  def num_examples(self, split: str) -> int:
+    return self.builder.info.splits[split].num_examples
+
+  def batches(
+      self, split: str, keys: tuple[str, ...] = ('id_str',)) -> Iterator[Batch]:
+    """One pass of the evaluation pipeline: what the encoder sees."""
+    from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+    return pipeline.eval_batches(self.builder,
+                                 split,
+                                 batch_size=self.batch_size,
+                                 image_size=self.image_size,
+                                 keys=keys,
+                                 threads=self.threads)
+
+  def extract(self, split: str, label_keys: tuple[str, ...] = ()) -> Features:
+    """Features of every galaxy of `split`, with the `label_keys` features."""
+    return extract(self.encoder,
+                   self.variables,
+                   self.batches(split, ('id_str', *label_keys)),
+                   label_keys=label_keys,
+                   mesh=self.mesh,
+                   total=self.num_examples(split),
+                   what=f'{self.dataset} {split}')
+
+  def facts(self) -> dict[str, Any]:
+    """What a results file records about the checkpoint."""
+    return {
+        'pretrained_workdir': self.workdir,
+        'pretrained_step': self.step,
+        'pretrained_objective': self.pretrained.objective,
+        'encoder': self.pretrained.model.encoder,
+        'image_size': self.image_size,
+    }
+
+
+def validate_extraction_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming a bad field that `load_extractor` reads."""
+  if not config.pretrained_workdir:
+    raise ValueError('set --config.pretrained_workdir to the workdir of a '
+                     'pretraining run, e.g. runs/hybrid')
+  config_lib.check_positive_int(config, 'eval_batch_size')
+
+
+def check_bands(builder: Any, pretrained: ml_collections.ConfigDict,
+                config: ml_collections.ConfigDict, step: int) -> None:
+  """The downstream images must have the bands the encoder was trained on."""
+  channels = builder.info.features['image'].shape[-1]
+  if channels != pretrained.data.channels:
+    raise checkpoint.IncompatibleCheckpointError(
+        f'{config.pretrained_workdir} (step {step}) holds an encoder for '
+        f'{pretrained.data.channels}-channel images, but {config.data.dataset} '
+        f'has {channels}-channel images; evaluate a checkpoint trained on '
+        'matching bands.')
+
+
+def load_extractor(config: ml_collections.ConfigDict) -> Extractor:
+  """The encoder of `config.pretrained_workdir` over `config.data.dataset`.
+
+  Reads `pretrained_workdir`, `pretrained_step`, `eval_batch_size` and
+  `data` (dataset, data_dir, manual_dir, skip_bad_rows, image_size: None for
+  the checkpoint's, threads); builds the dataset if it can. Raises
+  FileNotFoundError without a checkpoint, IncompatibleCheckpointError when
+  the dataset's bands differ from the encoder's.
+  """
+  from gzevo_jax.data import sources  # TensorFlow, lazily.
+  pretrained, _, step = checkpoint.load_config_and_schema(
+      config.pretrained_workdir, config.pretrained_step)
+  encoder, variables = checkpoint.restore_encoder(config.pretrained_workdir,
+                                                  step)
+  builder = sources.prepare_dataset(config.data)
+  check_bands(builder, pretrained, config, step)
+  mesh = local_mesh()
+  return Extractor(encoder=encoder,
+                   variables=variables,
+                   dataset=config.data.dataset,
+                   builder=builder,
+                   pretrained=pretrained,
+                   workdir=config.pretrained_workdir,
+                   step=step,
+                   image_size=config.data.image_size or
+                   pretrained.data.image_size,
+                   batch_size=padded_batch_size(config.eval_batch_size, mesh),
+                   threads=config.data.threads,
+                   mesh=mesh)

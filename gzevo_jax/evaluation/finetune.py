@@ -40,6 +40,7 @@ from gzevo_jax import config_lib
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax.evaluation import budgets as budgets_lib
+from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import linear_probe
 from gzevo_jax.evaluation import probe as probe_lib
 
@@ -243,7 +244,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   pretrained, _, step = checkpoint.load_config_and_schema(
       config.pretrained_workdir, config.pretrained_step)
   builder = sources.prepare_dataset(config.data)
-  linear_probe.check_bands(builder, pretrained, config, step)
+  features_lib.check_bands(builder, pretrained, config, step)
   image_size = config.data.image_size or pretrained.data.image_size
   key = config.data.label_key
   splits = {s: load_images(builder, s, image_size, key, config.max_examples)

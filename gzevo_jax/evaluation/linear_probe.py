@@ -23,7 +23,6 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from gzevo_jax import checkpoint
 from gzevo_jax import config_lib
 from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import features as features_lib
@@ -34,57 +33,13 @@ SPLITS = ('train', 'validation', 'test')
 METRICS = ('accuracy', 'balanced_accuracy', 'roc_auc')
 
 
-def check_bands(builder, pretrained: ml_collections.ConfigDict,
-                config: ml_collections.ConfigDict, step: int) -> None:
-  """The downstream images must have the bands the encoder was trained on."""
-  channels = builder.info.features['image'].shape[-1]
-  if channels != pretrained.data.channels:
-    raise checkpoint.IncompatibleCheckpointError(
-        f'{config.pretrained_workdir} (step {step}) holds an encoder for '
-        f'{pretrained.data.channels}-channel images, but {config.data.dataset} '
-        f'has {channels}-channel images; evaluate a checkpoint trained on '
-        'matching bands.')
-
-
-def extract_splits(
-    config: ml_collections.ConfigDict
-) -> tuple[dict[str, features_lib.Features], dict]:
+def extract_splits(config: ml_collections.ConfigDict
+                   ) -> tuple[dict[str, features_lib.Features], dict]:
   """Frozen features of every split, and facts about the checkpoint."""
-  from gzevo_jax.data import pipeline, sources  # TensorFlow, lazily.
-  pretrained, _, step = checkpoint.load_config_and_schema(
-      config.pretrained_workdir, config.pretrained_step)
-  encoder, variables = checkpoint.restore_encoder(config.pretrained_workdir,
-                                                  step)
-  builder = sources.prepare_dataset(config.data)
-  check_bands(builder, pretrained, config, step)
-  image_size = config.data.image_size or pretrained.data.image_size
-  mesh = features_lib.local_mesh()
-  batch_size = features_lib.padded_batch_size(config.eval_batch_size, mesh)
-  out = {}
-  for split in SPLITS:
-    batches = pipeline.eval_batches(builder,
-                                    split,
-                                    batch_size=batch_size,
-                                    image_size=image_size,
-                                    keys=('id_str', config.data.label_key),
-                                    threads=config.data.threads)
-    out[split] = features_lib.extract(
-        encoder,
-        variables,
-        batches,
-        label_keys=(config.data.label_key,),
-        mesh=mesh,
-        total=builder.info.splits[split].num_examples,
-        what=f'{config.data.dataset} {split}')
-  facts = {
-      'pretrained_workdir': config.pretrained_workdir,
-      'pretrained_step': step,
-      'pretrained_objective': pretrained.objective,
-      'encoder': pretrained.model.encoder,
-      'image_size': image_size,
-      'feature_dim': int(out['train'].features.shape[1])
-  }
-  return out, facts
+  extractor = features_lib.load_extractor(config)
+  out = {s: extractor.extract(s, (config.data.label_key,)) for s in SPLITS}
+  return out, {**extractor.facts(),
+               'feature_dim': int(out['train'].features.shape[1])}
 
 
 def evaluate_budget(splits: dict[str, features_lib.Features],
