@@ -29,8 +29,8 @@ def make_catalogue(schema: Schema, num_examples: int,
                                     seed)
 
 
-def _dihedral(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """A random flip and quarter turn per image."""
+def dihedral(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """A random flip and quarter turn per image (galaxies have no orientation)."""
   out = np.empty_like(images)
   for i, (k, flip) in enumerate(zip(rng.integers(0, 4, len(images)),
                                     rng.random(len(images)) < 0.5)):
@@ -73,9 +73,9 @@ def batches(galaxies: synthetic.Catalogue, *, global_batch_size: int,
     rng = np.random.default_rng([seed, 2, step, process_index])
     clean = render.render_uint8(galaxies.morphology.take(idx),
                                 options).astype(np.float32) / 255.0
-    batch = {'image': _dihedral(clean, rng),
+    batch = {'image': dihedral(clean, rng),
              'votes': galaxies.labels['votes'][idx]}
     if two_views:
-      batch['image_2'] = _dihedral(clean, rng)
+      batch['image_2'] = dihedral(clean, rng)
     yield batch
     step += 1

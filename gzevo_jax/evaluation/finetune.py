@@ -39,6 +39,7 @@ from gzevo_jax import checkpoint
 from gzevo_jax import config_lib
 from gzevo_jax import models
 from gzevo_jax import optim
+from gzevo_jax.data import in_memory
 from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import linear_probe
@@ -123,16 +124,6 @@ def make_optimizer(params: Any, learning_rate: float, layer_decay: float,
   return optax.multi_transform(transforms, labels)
 
 
-def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Random flips and quarter turns (galaxies have no orientation)."""
-  out = np.empty_like(images)
-  for i, (k, flip) in enumerate(zip(rng.integers(0, 4, len(images)),
-                                    rng.random(len(images)) < 0.5)):
-    image = np.rot90(images[i], k)
-    out[i] = image[:, ::-1] if flip else image
-  return out
-
-
 def _to_float(images: np.ndarray) -> jnp.ndarray:
   return jnp.asarray(images, jnp.float32) / 255.0
 
@@ -195,7 +186,7 @@ def train_classifier(model: Classifier, variables: Any, train: Images,
     order = rng.permutation(len(train.labels))
     for step in range(steps_per_epoch):
       index = order[step * batch_size:(step + 1) * batch_size]
-      images = _to_float(_augment(train.images[index], rng))
+      images = _to_float(in_memory.dihedral(train.images[index], rng))
       params, batch_stats, opt_state, _ = _train_step(
           params, batch_stats, opt_state, images,
           jnp.asarray(train.labels[index]), model=model, tx=tx)
