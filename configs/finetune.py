@@ -14,8 +14,8 @@ from gzevo_jax import config_lib
 
 def direct(config):
   """The direct-training baseline: the pretrained run's architecture only."""
-  config.init = 'scratch'
-  config.layer_decay = 1.0  # Nothing to preserve in random weights.
+  from gzevo_jax.evaluation import finetune  # pylint: disable=g-import-not-at-top
+  finetune.as_direct_baseline(config)
 
 
 def smoke(config):
@@ -24,6 +24,7 @@ def smoke(config):
   config.budgets = (20, 'all')
   config.num_seeds = 2
   config.max_epochs = 2
+  config.min_steps_per_epoch = 2
 
 
 def get_config(arg=None):
@@ -34,6 +35,7 @@ def get_config(arg=None):
   c.weight_decay = 0.05
   c.batch_size = 64
   c.max_epochs = 30
+  c.min_steps_per_epoch = 20   # Small budgets: steps between validations.
   c.patience = 5               # Epochs without a lower validation loss.
   c.max_examples = 100_000     # Per split, held in memory as uint8.
   return config_lib.apply_variant(c, arg, {'smoke': smoke, 'direct': direct})

@@ -102,7 +102,8 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   return c
 
 
-DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes')
+DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes',
+                    'label_efficiency')
 
 
 def encoder_evaluation_config(task: str) -> ml_collections.ConfigDict:

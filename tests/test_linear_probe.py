@@ -190,3 +190,25 @@ def test_layer_wise_learning_rates():
       updates['encoder']['stem_conv']['kernel']).ravel()[0]))
   np.testing.assert_allclose([stage4 / head, stem / head], [0.5, 0.5**5],
                              rtol=1e-3)
+
+
+def test_label_efficiency_experiment_smoke(tmp_path):
+  from gzevo_jax.evaluation import label_efficiency
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'label_efficiency.py:smoke'))
+  config.pretrain_train_duration = '2 steps'
+  config.budgets = (20,)
+  config.num_seeds = 1
+  config.finetune.max_epochs = 1
+  out = label_efficiency.run(config, str(tmp_path))
+  assert list(out['summaries']) == ['direct', 'supervised', 'contrastive',
+                                    'hybrid']
+  table = (tmp_path / 'label_efficiency.md').read_text()
+  assert '| labels | direct | supervised | contrastive | hybrid |' in table
+  assert table.splitlines()[-1].count('±') == 4  # One row: budget 20.
+  assert (tmp_path / 'label_efficiency.png').stat().st_size > 10_000
+  for arm in ('supervised', 'contrastive', 'hybrid'):
+    assert (tmp_path / f'pretrain_{arm}' / 'checkpoints' / '2').is_dir()
+  # A rerun reuses every finished stage.
+  again = label_efficiency.run(config, str(tmp_path))
+  assert again['table'] == out['table']

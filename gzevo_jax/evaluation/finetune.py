@@ -170,11 +170,13 @@ def train_classifier(model: Classifier, variables: Any, train: Images,
   """Trains with early stopping on validation loss; returns the best weights.
 
   Runs at most `config.max_epochs` epochs of `len(train) // batch_size`
-  steps (at least one), stopping after `config.patience` epochs without a
-  lower validation loss.
+  steps (at least `min_steps_per_epoch`), stopping after `config.patience`
+  epochs without a lower validation loss.
   """
   batch_size = min(config.batch_size, len(train.labels))
-  steps_per_epoch = max(len(train.labels) // batch_size, 1)
+  # Small budgets still get `min_steps_per_epoch` steps between validations.
+  steps_per_epoch = max(len(train.labels) // batch_size,
+                        config.min_steps_per_epoch)
   total = steps_per_epoch * config.max_epochs
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
   tx = make_optimizer(params, config.learning_rate, config.layer_decay,
@@ -183,7 +185,9 @@ def train_classifier(model: Classifier, variables: Any, train: Images,
   rng = np.random.default_rng([seed, 7])
   best = (np.inf, variables, 0)
   for epoch in range(1, config.max_epochs + 1):
-    order = rng.permutation(len(train.labels))
+    passes = -(-steps_per_epoch * batch_size // len(train.labels))
+    order = np.concatenate([rng.permutation(len(train.labels))
+                            for _ in range(passes)])
     for step in range(steps_per_epoch):
       index = order[step * batch_size:(step + 1) * batch_size]
       images = _to_float(in_memory.dihedral(train.images[index], rng))
@@ -216,10 +220,17 @@ def _initial_variables(config: ml_collections.ConfigDict, model: Classifier,
   return variables
 
 
+def as_direct_baseline(config: ml_collections.ConfigDict) -> None:
+  """The direct-training baseline: the pretrained run's architecture only."""
+  config.init = 'scratch'
+  config.layer_decay = 1.0  # Nothing to preserve in random weights.
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming a bad field before anything runs."""
   config_lib.validate_downstream(
-      config, ('batch_size', 'max_epochs', 'patience', 'max_examples'))
+      config, ('batch_size', 'max_epochs', 'patience', 'max_examples',
+               'min_steps_per_epoch'))
   if config.init not in INITS:
     raise ValueError(f'config.init={config.init!r} is not valid; choose one '
                      f'of {", ".join(INITS)}')
