@@ -128,8 +128,14 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
           split: (beam.Create(split_units)
                   | f'{split}_examples' >> beam.FlatMap(make_examples))
           for split, split_units in units.items() if split_units}
-    return {split: _in_process(split, split_units, make_examples)
+    return {split: self._generate_examples(split, split_units, make_examples)
             for split, split_units in units.items() if split_units}
+
+  def _generate_examples(self, split: str, units: list[Any],
+                         make_examples: Callable[..., Iterator[tuple[str,
+                                                                 dict]]]):
+    """In-process generation: every unit's examples, with progress lines."""
+    return _in_process(split, units, make_examples)
 
   def _real_generators(self, dl_manager, plan_fn: Callable[..., real.Plan],
                        examples_fn: Callable[..., Iterator[tuple[str, dict]]]
@@ -234,9 +240,6 @@ class GzEvo(_GalaxyBuilder):
         functools.partial(real.gz_evo_examples,
                           schema_dict=schema.to_dict()))
 
-  def _generate_examples(self, **kwargs):  # Splits come from _generators.
-    raise NotImplementedError
-
 
 class GzRings(_GalaxyBuilder):
   """Is there a ring? The downstream task (absent from GZ-Evo's answers).
@@ -280,9 +283,6 @@ class GzRings(_GalaxyBuilder):
       return self._generators(units, make)
     return self._real_generators(dl_manager, real.plan_rings,
                                  real.rings_examples)
-
-  def _generate_examples(self, **kwargs):  # Splits come from _generators.
-    raise NotImplementedError
 
 
 _CITATION = """\
