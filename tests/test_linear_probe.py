@@ -212,3 +212,23 @@ def test_label_efficiency_experiment_smoke(tmp_path):
   # A rerun reuses every finished stage.
   again = label_efficiency.run(config, str(tmp_path))
   assert again['table'] == out['table']
+
+
+def test_checkpoints_from_before_a_config_field_existed_stay_readable(
+    pretrained):
+  """A field added to the config later takes its default on restore."""
+  import shutil
+  workdir = pretrained['supervised'] + '_old'
+  shutil.copytree(pretrained['supervised'], workdir)
+  path = os.path.join(workdir, 'checkpoints', '2', 'config', 'metadata')
+  with open(path) as f:
+    stored = json.load(f)
+  del stored['knn_monitor']
+  with open(path, 'w') as f:
+    json.dump(stored, f)
+  config, _, step = checkpoint.load_config_and_schema(workdir)
+  assert step == 2 and config.objective == 'supervised'
+  assert config.knn_monitor.every_steps == config_lib.base_config(
+      'supervised').knn_monitor.every_steps
+  encoder, variables = checkpoint.restore_encoder(workdir)
+  assert jax.tree.leaves(variables['params'])
