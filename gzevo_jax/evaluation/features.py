@@ -218,3 +218,31 @@ def load_extractor(config: ml_collections.ConfigDict) -> Extractor:
                    batch_size=padded_batch_size(config.eval_batch_size, mesh),
                    threads=config.data.threads,
                    mesh=mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+  """A split held in memory: uint8 images and integer labels."""
+  images: np.ndarray   # uint8 [N, H, W, C].
+  labels: np.ndarray   # int [N].
+
+  def take(self, index: np.ndarray) -> 'Images':
+    return Images(self.images[index], self.labels[index])
+
+
+def load_images(builder: Any, split: str, image_size: int, label_key: str,
+                max_examples: int) -> Images:
+  """Up to `max_examples` galaxies of `split`, unaugmented, as uint8."""
+  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  images, labels, n = [], [], 0
+  for batch in pipeline.eval_batches(builder, split, batch_size=256,
+                                     image_size=image_size,
+                                     keys=(label_key,)):
+    keep = batch['mask']
+    images.append(np.round(batch['image'][keep] * 255).astype(np.uint8))
+    labels.append(batch[label_key][keep].astype(np.int32))
+    n += int(keep.sum())
+    if n >= max_examples:
+      break
+  return Images(np.concatenate(images)[:max_examples],
+                np.concatenate(labels)[:max_examples])

@@ -21,7 +21,6 @@ Rings-sized tasks rather than pod-scale finetuning.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 import time
@@ -46,34 +45,6 @@ from gzevo_jax.evaluation import linear_probe
 from gzevo_jax.evaluation import probe as probe_lib
 
 INITS = ('pretrained', 'scratch')
-
-
-@dataclasses.dataclass(frozen=True)
-class Images:
-  """A split held in memory: uint8 images and integer labels."""
-  images: np.ndarray   # uint8 [N, H, W, C].
-  labels: np.ndarray   # int [N].
-
-  def take(self, index: np.ndarray) -> 'Images':
-    return Images(self.images[index], self.labels[index])
-
-
-def load_images(builder, split: str, image_size: int, label_key: str,
-                max_examples: int) -> Images:
-  """Up to `max_examples` galaxies of `split`, unaugmented, as uint8."""
-  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
-  images, labels, n = [], [], 0
-  for batch in pipeline.eval_batches(builder, split, batch_size=256,
-                                     image_size=image_size,
-                                     keys=(label_key,)):
-    keep = batch['mask']
-    images.append(np.round(batch['image'][keep] * 255).astype(np.uint8))
-    labels.append(batch[label_key][keep].astype(np.int32))
-    n += int(keep.sum())
-    if n >= max_examples:
-      break
-  return Images(np.concatenate(images)[:max_examples],
-                np.concatenate(labels)[:max_examples])
 
 
 class Classifier(nn.Module):
@@ -164,8 +135,8 @@ def _loss(prob: np.ndarray, labels: np.ndarray) -> float:
       prob[np.arange(len(labels)), labels], 1e-12))))
 
 
-def train_classifier(model: Classifier, variables: Any, train: Images,
-                     val: Images, config: ml_collections.ConfigDict,
+def train_classifier(model: Classifier, variables: Any, train: features_lib.Images,
+                     val: features_lib.Images, config: ml_collections.ConfigDict,
                      seed: int) -> tuple[Any, dict[str, Any]]:
   """Trains with early stopping on validation loss; returns the best weights.
 
@@ -249,7 +220,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   features_lib.check_bands(builder, pretrained, config, step)
   image_size = config.data.image_size or pretrained.data.image_size
   key = config.data.label_key
-  splits = {s: load_images(builder, s, image_size, key, config.max_examples)
+  splits = {s: features_lib.load_images(builder, s, image_size, key, config.max_examples)
             for s in linear_probe.SPLITS}
   budget_list = budgets_lib.parse_budgets(config.budgets)
   for budget in budget_list:  # Fail before any training, not halfway.
