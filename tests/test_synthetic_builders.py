@@ -103,7 +103,8 @@ def test_gz_rings_labels_follow_ring_votes(tmp_path):
     assert ex['truth']['kind'] == 1  # Disks only, like GZ Rings.
   assert 0.25 < labels.mean() < 0.75
   truth = np.array([ex['truth']['ring'] > 0 for ex in examples.values()])
-  assert np.mean(labels == truth) > 0.8
+  assert np.mean(labels[~truth]) < 0.1  # No ring: almost never labelled one.
+  assert np.mean(labels[truth]) > 0.4   # Hidden rings are labelled none.
   assert 'ring' not in ' '.join(SCHEMA.label_cols)
 
 

@@ -1,5 +1,7 @@
 """Simulated volunteers: tree-consistent votes, GZ-Evo-like sparsity, truth."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -132,9 +134,30 @@ def test_ring_votes_follow_rings():
   votes = volunteers.ring_votes(m, rng)
   assert votes.shape == (5000, 2) and votes.min() >= 0
   fraction = votes[:, 0] / votes.sum(1)
-  assert np.mean(fraction[m.ring > 0] > 0.5) > 0.7
+  visible = volunteers.visible_ring_strength(m)
+  clear = (visible > 0.3) & (m.snr > 50)
+  assert clear.sum() > 50
+  assert np.mean(fraction[clear] > 0.5) > 0.9
+  hidden = (m.ring > 0) & (visible < 0.02)
+  assert hidden.sum() > 50
+  assert np.mean(fraction[hidden] > 0.5) < 0.05
   assert np.mean(fraction[m.ring == 0] > 0.5) < 0.02
   assert np.all(votes.sum(1) >= volunteers.RING_VOLUNTEERS[0])
+
+
+def test_a_ring_is_seen_less_under_a_bulge_inclined_or_on_the_disk():
+  m = morph.sample_morphology(1, np.random.default_rng(0), ring_probability=1)
+  base = dataclasses.replace(m, kind=np.array([morph.DISK]), ring=np.ones(1),
+                             ring_radius=np.array([2.0]),
+                             bulge_fraction=np.array([0.2]),
+                             inclination=np.zeros(1))
+  strength = lambda **kw: float(volunteers.visible_ring_strength(
+      dataclasses.replace(base, **kw))[0])
+  assert strength() == pytest.approx(0.8)  # The disk's share of the light.
+  assert strength(bulge_fraction=np.array([0.7])) < strength()
+  assert strength(inclination=np.array([1.2])) < strength()
+  assert strength(ring_radius=np.array([1.05])) < 0.1 * strength()
+  assert strength(ring=np.zeros(1)) == 0.0
 
 
 def test_the_ring_question_is_not_in_gz_evo():

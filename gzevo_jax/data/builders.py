@@ -189,8 +189,12 @@ class GzEvo(_GalaxyBuilder):
   morphology behind the votes.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': ('Synthetic: volunteers see a ring only as clearly as the '
+                'image shows it.'),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = real.GZ_EVO_INSTRUCTIONS
   BUILDER_CONFIGS = [
       GalaxyConfig(name='synthetic', description=(
@@ -249,12 +253,16 @@ class GzRings(_GalaxyBuilder):
   ring_fraction > 0.5); synthetic configs also `truth`.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': ('Synthetic: volunteers see a ring only as clearly as the '
+                'image shows it.'),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = real.RINGS_INSTRUCTIONS
   BUILDER_CONFIGS = [
       GalaxyConfig(name='synthetic', num_galaxies=6_000, seed=1, description=(
-          'Rendered disk galaxies, about half ringed, 64 px.')),
+          'Rendered disk galaxies, about 40% visibly ringed, 64 px.')),
       GalaxyConfig(name='synthetic_tiny', image_size=32, num_galaxies=400,
                    seed=1, galaxies_per_unit=100, description=(
                        'Smoke tests: 400 galaxies at 32 px.')),

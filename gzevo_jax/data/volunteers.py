@@ -60,6 +60,19 @@ def clarity(strength: np.ndarray, morphology: Morphology) -> np.ndarray:
   return signal**2 / (signal**2 + 12.0**2)
 
 
+def visible_ring_strength(m: Morphology) -> np.ndarray:
+  """Ring strength (0-1) as the image shows it, for `clarity`.
+
+  `m.ring` alone overstates what a volunteer sees: a ring lit by little
+  non-bulge light sits under a bright bulge; one at the disk's own radius
+  blends into the disk; an inclined ring is squashed onto the disk.
+  """
+  light = 1.0 - m.bulge_fraction  # The ring takes a share of the disk light.
+  separation = np.clip((m.ring_radius - 1.0) / 0.6, 0.0, 1.0)
+  projection = np.cos(m.inclination)
+  return np.maximum(m.ring, 0.0) * light * separation * projection
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
   return 1.0 / (1.0 + np.exp(-x))
 
@@ -240,7 +253,7 @@ def _merging(m: Morphology, answers: tuple[str, ...]):
 
 def _something_odd(m: Morphology, answers: tuple[str, ...]):
   # GZ2's odd features include rings, disturbance, mergers and irregulars.
-  odd = np.maximum.reduce([m.ring, 0.3 * m.merger,
+  odd = np.maximum.reduce([visible_ring_strength(m), 0.3 * m.merger,
                            np.where(m.clump_count > 3, 0.6, 0.0)])
   truth = _yes_no(answers, (odd > 0).astype(float))
   vis = np.where(odd > 0, clarity(odd, m), 1.0)
@@ -418,7 +431,7 @@ def ring_votes(m: Morphology, rng: np.random.Generator) -> np.ndarray:
   Not part of GZ-Evo's 206 answers: it is the downstream task.
   """
   n = m.num_galaxies
-  vis = clarity(m.ring, m)
+  vis = clarity(visible_ring_strength(m), m)
   has_ring = (m.ring > 0).astype(float)
   p_yes = vis * has_ring + (1.0 - vis) * 0.05
   disagreement = rng.uniform(*DISAGREEMENT_RANGE, n)
