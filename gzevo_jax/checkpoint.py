@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # Avoid an import cycle: train imports this module.
   from gzevo_jax.train import TrainState
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+UNREADABLE_SUBDIR = 'checkpoints_unreadable'
 # Config fields that change the shape of the state: a checkpoint written with
 # other values cannot be resumed or restored into this config's model.
 _STATE_SHAPING_FIELDS = ('objective', 'model', 'optimizer.name')
@@ -85,18 +86,8 @@ def _abstract(tree: Any) -> Any:
       tree)
 
 
-def restore_or_init(manager: ocp.CheckpointManager, state: 'TrainState',
-                    config: ml_collections.ConfigDict
-                    ) -> tuple['TrainState', int]:
-  """Resumes from the latest checkpoint if there is one, else returns state.
-
-  Returns the state to train from and its step. Raises
-  IncompatibleCheckpointError if the checkpoint's model differs from the
-  config's.
-  """
-  step = manager.latest_step()
-  if step is None:
-    return state, 0
+def _check_same_model(manager: ocp.CheckpointManager, step: int,
+                      config: ml_collections.ConfigDict) -> None:
   saved_config = manager.restore(step, args=ocp.args.Composite(
       config=ocp.args.JsonRestore()))['config']
   diffs = _shaping_differences(saved_config, config)
@@ -105,10 +96,58 @@ def restore_or_init(manager: ocp.CheckpointManager, state: 'TrainState',
         f'{manager.directory} holds a checkpoint (step {step}) from another '
         f'model configuration ({"; ".join(diffs)}). Use a new --workdir, or '
         'the config that wrote it.')
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(_abstract(state))))['state']
-  logging.info('resumed from %s at step %d', manager.directory, step)
-  return restored, step
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
+  """Moves an unreadable step out of the way (kept for inspection).
+
+  Otherwise training would stop again when it reaches that step and finds
+  it taken.
+  """
+  source = os.path.join(str(manager.directory), str(step))
+  target = os.path.join(os.path.dirname(str(manager.directory)),
+                        UNREADABLE_SUBDIR, str(step))
+  if jax.process_index() == 0 and os.path.isdir(source):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target):
+      target += f'.{len(os.listdir(os.path.dirname(target)))}'
+    os.rename(source, target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
+  manager.reload()
+
+
+def restore_or_init(manager: ocp.CheckpointManager, state: 'TrainState',
+                    config: ml_collections.ConfigDict
+                    ) -> tuple['TrainState', int]:
+  """Resumes from the latest readable checkpoint, else returns `state`.
+
+  Returns the state to train from and its step. A checkpoint that cannot be
+  read (corrupt, or cut short by a crash) is moved to
+  `workdir/checkpoints_unreadable/` with a warning and the one before it is
+  tried. Raises IncompatibleCheckpointError if the checkpoint's model differs
+  from the config's.
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      _check_same_model(manager, step, config)
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_abstract(state))))['state']
+    except IncompatibleCheckpointError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax and TensorStore raise many types for damaged files.
+      logging.warning('the checkpoint at step %d in %s cannot be read (%s: '
+                      '%s); moving it to %s and trying the one before it',
+                      step, manager.directory, type(e).__name__,
+                      str(e).splitlines()[0][:300] if str(e) else '',
+                      UNREADABLE_SUBDIR)
+      _set_aside(manager, step)
+      continue
+    logging.info('resumed from %s at step %d', manager.directory, step)
+    return restored, step
+  return state, 0
 
 
 def _require_checkpoint(manager: ocp.CheckpointManager, workdir: str,

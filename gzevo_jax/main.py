@@ -21,16 +21,35 @@ from absl import flags
 from absl import logging
 
 from gzevo_jax import cli
+from gzevo_jax import distributed
 
 _CONFIG = cli.config_flag()
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Checkpoints, metrics and TensorBoard events go here '
     '(default: runs/<config.run_name>).')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', distributed.MODES, 'Join a multi-process job with '
+    'jax.distributed: auto (with --coordinator_address, or several SLURM or '
+    'Open MPI tasks), on (always; JAX detects TPU pods), off.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'HOST:PORT of process 0, for a multi-process '
+    'job started by hand (with --num_processes and --process_id).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Processes in the job.', lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'This process: 0 .. num_processes-1.',
+                                   lower_bound=0)
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:  # Before anything touches a device.
+    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
+                           _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  distributed.quiet_unless_chief()
   # After flag parsing: --help stays fast.
   from gzevo_jax import checkpoint, config_lib, train
   from gzevo_jax.data import common

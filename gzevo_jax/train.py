@@ -31,6 +31,7 @@ from gzevo_jax import metric_writers
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax import parallel
+from gzevo_jax import preemption
 from gzevo_jax.data import sources
 from gzevo_jax.schema import Schema, get_schema
 
@@ -379,57 +380,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   history: list[tuple[int, dict[str, Any]]] = []
   window_start, window_steps = time.perf_counter(), 0
   last_saved = manager.latest_step()
-  try:
-    for step in range(start_step + 1, durations.total_steps + 1):
-      local_batch = next(data_iterator)
-      if step == start_step + 1:
-        check_batch(local_batch, setup, local_batch_size)
-      state, metrics = step_fn(state, parallel.global_batch(local_batch, mesh))
-      history.append((step, metrics))
-      window_steps += 1
-      if step == start_step + 1:
-        jax.block_until_ready(metrics)
-        logging.info('step %d compiled and ran in %.1fs', step,
-                     time.perf_counter() - window_start)
-        window_start, window_steps = time.perf_counter(), 0
-        history = [(step, jax.device_get(metrics))]
-        _check_finite(history, last_saved)
+  stopped_at = None
+  with preemption.StopRequests() as stop_requests:
+    try:
+      for step in range(start_step + 1, durations.total_steps + 1):
+        local_batch = next(data_iterator)
+        if step == start_step + 1:
+          check_batch(local_batch, setup, local_batch_size)
+        state, metrics = step_fn(state,
+                                 parallel.global_batch(local_batch, mesh))
+        history.append((step, metrics))
+        window_steps += 1
+        if step == start_step + 1:
+          jax.block_until_ready(metrics)
+          logging.info('step %d compiled and ran in %.1fs', step,
+                       time.perf_counter() - window_start)
+          window_start, window_steps = time.perf_counter(), 0
+          history = [(step, jax.device_get(metrics))]
+          _check_finite(history, last_saved)
 
-      is_last = step == durations.total_steps
-      log_now = step % config.log_every_steps == 0 or is_last
-      save_now = step % config.checkpoint_every_steps == 0 or is_last
-      if (log_now or save_now) and history:
-        history = jax.device_get(history)
-        _check_finite(history, last_saved)
-      if log_now and history:
-        elapsed = time.perf_counter() - window_start
-        scalars = _window_means(history)
-        if window_steps:
-          scalars['step_time_s'] = elapsed / window_steps
-          scalars['images_per_s_per_device'] = (
-              window_steps * config.global_batch_size / n_devices / elapsed)
-        scalars['epoch'] = step / durations.steps_per_epoch
-        writer.write_scalars(step, scalars)
-        if window_steps and is_chief:
-          remaining = (durations.total_steps - step) * elapsed / window_steps
-          logging.info('step %d/%d (%.0f%%), about %.0f s to go', step,
-                       durations.total_steps,
-                       100 * step / durations.total_steps, remaining)
-        history, window_steps = [], 0
-        window_start = time.perf_counter()
-      every = config.knn_monitor.every_steps
-      if monitor is not None and (step % every == 0 or is_last):
-        monitor_start = time.perf_counter()
-        knn = monitor(encoder_variables(state))
-        writer.write_scalars(step, knn, prefix='monitor')
-        window_start += time.perf_counter() - monitor_start  # Not a step.
-      if save_now:
-        checkpoint_lib.save(manager, step, state, config, setup.schema)
-        last_saved = step
-  finally:
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
-  logging.info('finished %d steps; checkpoints in %s', durations.total_steps,
-               checkpoint_lib.checkpoint_dir(workdir))
+        is_last = step == durations.total_steps
+        log_now = step % config.log_every_steps == 0 or is_last
+        save_now = step % config.checkpoint_every_steps == 0 or is_last
+        if (log_now or save_now) and history:
+          history = jax.device_get(history)
+          _check_finite(history, last_saved)
+        if log_now and history:
+          elapsed = time.perf_counter() - window_start
+          scalars = _window_means(history)
+          if window_steps:
+            scalars['step_time_s'] = elapsed / window_steps
+            scalars['images_per_s_per_device'] = (
+                window_steps * config.global_batch_size / n_devices / elapsed)
+          scalars['epoch'] = step / durations.steps_per_epoch
+          writer.write_scalars(step, scalars)
+          if window_steps and is_chief:
+            remaining = (durations.total_steps - step) * elapsed / window_steps
+            logging.info('step %d/%d (%.0f%%), about %.0f s to go', step,
+                         durations.total_steps,
+                         100 * step / durations.total_steps, remaining)
+          history, window_steps = [], 0
+          window_start = time.perf_counter()
+        every = config.knn_monitor.every_steps
+        if monitor is not None and (step % every == 0 or is_last):
+          monitor_start = time.perf_counter()
+          knn = monitor(encoder_variables(state))
+          writer.write_scalars(step, knn, prefix='monitor')
+          window_start += time.perf_counter() - monitor_start  # Not a step.
+        # Every process asks at every step, so all stop at the same one.
+        stop_now = stop_requests.should_stop(step) and not is_last
+        if save_now or stop_now:
+          checkpoint_lib.save(manager, step, state, config, setup.schema)
+          last_saved = step
+        if stop_now:
+          stopped_at = step
+          break
+    finally:
+      manager.wait_until_finished()
+      manager.close()
+      writer.close()
+  if stopped_at is not None:
+    logging.warning('stopped at step %d of %d by a signal; checkpoint saved in '
+                    '%s. Rerun the same command to resume.', stopped_at,
+                    durations.total_steps,
+                    checkpoint_lib.checkpoint_dir(workdir))
+  else:
+    logging.info('finished %d steps; checkpoints in %s', durations.total_steps,
+                 checkpoint_lib.checkpoint_dir(workdir))
   return state

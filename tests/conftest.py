@@ -25,33 +25,10 @@ jax.config.update('jax_compilation_cache_dir',
                   tempfile.mkdtemp(prefix='gzevo_jax_test_xla_cache_'))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Re-exported: tests import these from conftest.
+from tiny import REPO_ROOT, tiny_config  # noqa: E402
 
-
-def tiny_config(objective: str, **overrides):
-  """The objective's smoke config shrunk further for unit tests."""
-  from gzevo_jax import config_lib
-  config = config_lib.load_config_file(
-      os.path.join(REPO_ROOT, 'configs', f'{objective}.py:smoke'))
-  config.data.image_size = 16
-  config.data.num_train_examples = 64
-  config.global_batch_size = 16
-  config.train_duration = '6 steps'
-  config.warmup_duration = '2 steps'
-  config.log_every_steps = 2
-  config.checkpoint_every_steps = 3
-  config.model.width_multiplier = 0.0625
-  config.model.projector_hidden_dim = 32
-  config.model.projection_dim = 16
-  config.model.predictor_hidden_dim = 32
-  config.knn_monitor.every_steps = 0  # On only where a test asks for it.
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+__all__ = ['REPO_ROOT', 'tiny_config']
 
 
 @pytest.fixture

@@ -174,6 +174,39 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path,
                       jax.device_get(straight.target_params), 1e-5, 1e-6)
 
 
+def _damage(step_dir):
+  """Overwrites a checkpoint's array data, as a failing disk might."""
+  data = glob.glob(os.path.join(step_dir, 'state', '**', 'd', '*'),
+                   recursive=True)
+  assert data
+  for path in data:
+    with open(path, 'wb') as f:
+      f.write(b'not a checkpoint')
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(
+    tmp_path, make_config, caplog):
+  longer = make_config('supervised', train_duration='9 steps')
+  straight = train.train_and_evaluate(longer, str(tmp_path / 'straight'))
+  workdir = str(tmp_path / 'damaged')
+  train.train_and_evaluate(make_config('supervised'), workdir)  # Saves 3, 6.
+  _damage(os.path.join(checkpoint.checkpoint_dir(workdir), '6'))
+  # A save cut short by a crash leaves a temporary directory: never a step.
+  os.makedirs(os.path.join(checkpoint.checkpoint_dir(workdir),
+                           '7.orbax-checkpoint-tmp-1700000000'))
+
+  resumed = train.train_and_evaluate(longer, workdir)
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING' and 'cannot be read' in
+              r.getMessage()]
+  assert len(warnings) == 1 and 'step 6' in warnings[0], warnings
+  assert os.path.isdir(os.path.join(workdir, checkpoint.UNREADABLE_SUBDIR,
+                                    '6'))
+  assert _checkpoint_steps(workdir) == [3, 6, 9]  # 6 trained again from 3.
+  _assert_trees_close(jax.device_get(resumed.params),
+                      jax.device_get(straight.params), 1e-5, 1e-6)
+
+
 def _poison_at(iterator, step):
   for i, batch in enumerate(iterator, start=1):
     if i == step:
