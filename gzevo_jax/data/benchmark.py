@@ -3,9 +3,9 @@ r"""Input throughput: `python -m gzevo_jax.data.benchmark --config=...`.
 Prints the images/s of the training input pipeline for the config (two
 augmented views per galaxy when the objective needs them, decoded from the
 TFDS dataset, batched as the train loop gets them), with nothing else
-running. Compare with the train step's images/s in metrics.jsonl to see
-which one is the bottleneck. `--build` also times building the dataset from
-scratch into a temporary directory. The renderer alone:
+running. `python -m gzevo_jax.benchmark` prints it beside the train step's
+images/s, to show which one is the bottleneck. `--build` also times building
+the dataset from scratch into a temporary directory. The renderer alone:
 `python -m gzevo_jax.data.render --benchmark`.
 """
 
@@ -21,12 +21,6 @@ from absl import flags
 import ml_collections
 
 from gzevo_jax import cli
-
-_CONFIG = cli.config_flag('configs/hybrid.py')
-_BATCHES = flags.DEFINE_integer('batches', 60, 'batches to time (after 5 '
-                                'warm-up batches)')
-_BUILD = flags.DEFINE_bool('build', False, 'also time a fresh build of '
-                           'config.data.dataset')
 
 
 def time_build(config: ml_collections.ConfigDict) -> float:
@@ -58,15 +52,21 @@ def pipeline_images_per_second(config: ml_collections.ConfigDict,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = _CONFIG.value
+  config = flags.FLAGS.config
   print(f'dataset {config.data.dataset}, {config.data.image_size} px, '
         f'batch {config.global_batch_size}, objective {config.objective}, '
         f'{os.cpu_count()} CPU cores')
-  if _BUILD.value:
+  if flags.FLAGS.build:
     print(f'build: {time_build(config):.1f} s')
-  rate = pipeline_images_per_second(config, _BATCHES.value)
+  rate = pipeline_images_per_second(config, flags.FLAGS.batches)
   print(f'input pipeline: {rate:.0f} images/s')
 
 
 if __name__ == '__main__':
+  # Flags only for the command: gzevo_jax.benchmark imports the functions.
+  cli.config_flag('configs/hybrid.py')
+  flags.DEFINE_integer('batches', 60, 'batches to time (after 5 warm-up '
+                       'batches)')
+  flags.DEFINE_bool('build', False, 'also time a fresh build of '
+                    'config.data.dataset')
   app.run(main, flags_parser=cli.parse_flags)
