@@ -37,6 +37,17 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
+def local_copy(tree: Any) -> Any:
+  """This process's copy of a replicated pytree (e.g. the train state).
+
+  Arrays replicated over several processes cannot be moved onto another
+  mesh directly (that is a cross-host transfer); their local shard can.
+  """
+  return jax.tree.map(
+      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) and
+      not x.is_fully_addressable else x, tree)
+
+
 def global_batch(local_batch: Mapping[str, np.ndarray],
                  mesh: Mesh) -> dict[str, jax.Array]:
   """Builds global, batch-sharded arrays from this process's rows.

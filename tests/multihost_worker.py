@@ -54,7 +54,11 @@ def config_for_test():
                    'global_batch_size': 16,
                    'train_duration': f'{STEPS} steps',
                    'checkpoint_every_steps': STEPS,
-                   'async_checkpointing': False})
+                   'async_checkpointing': False,
+                   # The monitor runs on each process's own devices.
+                   'knn_monitor.every_steps': STEPS,
+                   'knn_monitor.dataset': 'gz_rings/synthetic_tiny',
+                   'knn_monitor.max_examples': 64})
 
 
 def shard_batches(config, shard, label_keys=('votes',)):

@@ -55,6 +55,7 @@ def _finish(process, name):
 def runs(tmp_path_factory):
   data_dir = os.environ['TFDS_DATA_DIR']
   build.prepare('gz_evo/synthetic_tiny', data_dir)
+  build.prepare('gz_rings/synthetic_tiny', data_dir)
   root = tmp_path_factory.mktemp('multihost')
   port = _free_port()
   workers = [
@@ -111,5 +112,6 @@ def test_the_job_writes_one_checkpoint_and_one_metrics_file(runs):
   for key in worker:
     np.testing.assert_array_equal(restored[key], worker[key], err_msg=key)
   with open(runs['job'] / 'metrics.jsonl') as f:  # Written by process 0 only.
-    steps = [json.loads(line)['step'] for line in f]
-  assert steps == [2, 4]
+    records = [json.loads(line) for line in f]
+  assert [r['step'] for r in records] == [2, 4, 4]  # The kNN monitor at 4.
+  assert 0 <= records[-1]['monitor/knn_accuracy'] <= 1

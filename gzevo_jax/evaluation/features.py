@@ -94,7 +94,7 @@ def extract(encoder: nn.Module,
   `method` is passed to `make_feature_fn`.
   """
   feature_fn = make_feature_fn(encoder, mesh, method)
-  variables = parallel.replicate(variables, mesh)
+  variables = parallel.replicate(parallel.local_copy(variables), mesh)
   ids, features, labels = [], [], {k: [] for k in label_keys}
   start, done = time.perf_counter(), 0
   for i, batch in enumerate(batches):
