@@ -74,6 +74,24 @@ def test_eight_devices_match_one_device(make_config):
   assert max(jax.tree.leaves(changed)) > 1e-4
 
 
+def test_bfloat16_compute_keeps_float32_state_and_loss(make_config):
+  """Mixed precision: bf16 activations, float32 params, optimizer and loss."""
+  runs = {}
+  for dtype in ('float32', 'bfloat16'):
+    setup = train.build_setup(make_config('hybrid', **{'model.dtype': dtype}))
+    state, batch = _host_state(setup), _first_batch(setup)
+    runs[dtype] = _one_step(setup, jax.devices()[:2], state, batch)
+  state, metrics = runs['bfloat16']
+  floats = [x for x in jax.tree.leaves((state.params, state.target_params,
+                                        state.opt_state, state.batch_stats))
+            if np.issubdtype(np.asarray(x).dtype, np.floating)]
+  assert floats and all(np.asarray(x).dtype == np.float32 for x in floats)
+  for key in ('loss', 'byol_loss', 'supervised_loss'):
+    assert np.asarray(metrics[key]).dtype == np.float32
+    np.testing.assert_allclose(metrics[key], runs['float32'][1][key],
+                               rtol=0.05)
+
+
 def test_ema_moves_target_toward_online_by_tau(make_config):
   config = make_config('contrastive', warmup_duration='0 steps')
   config.ema.tau_base = 0.9
