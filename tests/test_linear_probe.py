@@ -212,6 +212,13 @@ def test_label_efficiency_experiment_smoke(tmp_path):
   # A rerun reuses every finished stage.
   again = label_efficiency.run(config, str(tmp_path))
   assert again['table'] == out['table']
+  # Scoring the same pretrained arms by finetuning reuses them and direct.
+  config.evaluation = 'finetune'
+  tuned = label_efficiency.run(config, str(tmp_path))
+  assert 'finetune of the pretrained encoder' in tuned['table']
+  assert tuned['summaries']['direct'] == out['summaries']['direct']
+  for arm in ('supervised', 'contrastive', 'hybrid'):
+    assert (tmp_path / f'finetune_{arm}' / 'results.json').is_file()
 
 
 def test_checkpoints_from_before_a_config_field_existed_stay_readable(

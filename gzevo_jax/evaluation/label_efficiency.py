@@ -65,8 +65,12 @@ def pretrain_config(config: ml_collections.ConfigDict,
 
 def evaluation_config(config: ml_collections.ConfigDict, task: str,
                       pretrained_workdir: str) -> ml_collections.ConfigDict:
-  """A linear_probe or finetune config sharing this experiment's fields."""
-  out = config_lib.downstream_config(task)
+  """A linear_probe or finetune config sharing this experiment's fields.
+
+  Starts from `configs/<task>.py`, so every field the task needs has its
+  default (e.g. finetune's `init`).
+  """
+  out = config_lib.load_config_file(os.path.join(CONFIG_DIR, f'{task}.py'))
   for key in ('data', 'budgets', 'num_seeds', 'eval_batch_size'):
     out[key] = copy.deepcopy(config[key])
   out.pretrained_workdir = pretrained_workdir
