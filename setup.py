@@ -8,7 +8,7 @@ setuptools.setup(
     description=('Pretrain galaxy foundation models on GZ-Evo with BYOL, a '
                  'Dirichlet-Multinomial vote loss, or both, in JAX/Flax.'),
     license='Apache-2.0',
-    python_requires='>=3.10',
+    python_requires='>=3.11',  # jax>=0.7 needs 3.11.
     packages=setuptools.find_packages(include=['gzevo_jax', 'gzevo_jax.*']),
     package_data={'gzevo_jax': ['schemas/*.json']},
     install_requires=[
