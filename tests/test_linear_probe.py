@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, tiny_config
+from tiny import tiny_checkpoint
 from gzevo_jax import checkpoint, config_lib, train
 from gzevo_jax.data import common
 from gzevo_jax.evaluation import linear_probe
@@ -19,14 +20,9 @@ OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
   """A 2-step checkpoint of each objective."""
-  out = {}
-  for objective in OBJECTIVES:
-    workdir = str(tmp_path_factory.mktemp(objective))
-    train.train_and_evaluate(
-        tiny_config(objective, train_duration='2 steps',
-                    checkpoint_every_steps=2), workdir)
-    out[objective] = workdir
-  return out
+  return {objective: tiny_checkpoint(objective,
+                                     str(tmp_path_factory.mktemp(objective)))
+          for objective in OBJECTIVES}
 
 
 def _probe_config(workdir, **overrides):

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO_ROOT, tiny_config
-from gzevo_jax import config_lib, train
+from conftest import REPO_ROOT
+from tiny import tiny_checkpoint
+from gzevo_jax import config_lib
 from gzevo_jax.data import common
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import similarity
@@ -106,12 +107,8 @@ def test_export_round_trips(tmp_path):
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
   """A 2-step contrastive checkpoint."""
-  workdir = str(tmp_path_factory.mktemp('contrastive'))
-  train.train_and_evaluate(
-      tiny_config('contrastive',
-                  train_duration='2 steps',
-                  checkpoint_every_steps=2), workdir)
-  return workdir
+  return tiny_checkpoint('contrastive',
+                         str(tmp_path_factory.mktemp('contrastive')))
 
 
 def _test_ids(config):
@@ -184,28 +181,21 @@ def test_unknown_query_id(pretrained, tmp_path):
   assert not (tmp_path / 'embeddings.npy').exists()  # Failed before writing.
 
 
+def _last_error_line(*args: str) -> str:
+  """The last stderr line of a failing `gzevo_jax.main` command."""
+  command = [sys.executable, '-m', 'gzevo_jax.main',
+             '--config=configs/similarity.py:smoke', *args]
+  result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode != 0
+  return result.stderr.strip().splitlines()[-1]
+
+
 def test_command_prints_one_line_errors(tmp_path):
-  command = [
-      sys.executable, '-m', 'gzevo_jax.main',
-      '--config=configs/similarity.py:smoke',
-      f'--config.pretrained_workdir={tmp_path}', '--config.anomaly_k=0'
-  ]
-  result = subprocess.run(command,
-                          cwd=REPO_ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=120)
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines()[-1].startswith(
+  workdir = f'--config.pretrained_workdir={tmp_path}'
+  assert _last_error_line(workdir, '--config.anomaly_k=0').startswith(
       'error: config.anomaly_k must be a positive integer')
-  result = subprocess.run(command[:-1],
-                          cwd=REPO_ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=120)
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines()[-1].startswith(
-      'error: no checkpoint in')
+  assert _last_error_line(workdir).startswith('error: no checkpoint in')
 
 
 def test_validate():

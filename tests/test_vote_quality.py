@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from conftest import tiny_config
+from tiny import tiny_checkpoint
 from gzevo_jax import checkpoint, train
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import votes as votes_lib
@@ -171,12 +172,8 @@ def test_plot_reliability_writes_png(tmp_path):
 @pytest.fixture(scope='module')
 def supervised_workdir(tmp_path_factory):
   """A 2-step supervised checkpoint."""
-  workdir = str(tmp_path_factory.mktemp('supervised'))
-  train.train_and_evaluate(
-      tiny_config('supervised',
-                  train_duration='2 steps',
-                  checkpoint_every_steps=2), workdir)
-  return workdir
+  return tiny_checkpoint('supervised',
+                         str(tmp_path_factory.mktemp('supervised')))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ worker processes started by tests can use them with their own device count.
 import os
 
 from gzevo_jax import config_lib
+from gzevo_jax import train
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,3 +35,11 @@ def tiny_config(objective: str, **overrides):
       node = node[p]
     node[leaf] = value
   return config
+
+
+def tiny_checkpoint(objective: str, workdir: str) -> str:
+  """Trains the tiny config for 2 steps into `workdir`; returns `workdir`."""
+  train.train_and_evaluate(
+      tiny_config(objective, train_duration='2 steps',
+                  checkpoint_every_steps=2), workdir)
+  return workdir
