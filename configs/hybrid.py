@@ -4,6 +4,8 @@ r"""Hybrid pretraining: BYOL + Dirichlet-Multinomial loss on the votes.
   python -m gzevo_jax.main --config=configs/hybrid.py:smoke    # seconds
   python -m gzevo_jax.main --config=configs/hybrid.py:rescaled # paper's weighting
   python -m gzevo_jax.main --config=configs/hybrid.py:gz_evo   # real data, pod
+  python -m gzevo_jax.main --config=configs/hybrid.py:paper    # the paper's recipe
+  (variants combine with +, e.g. :paper+smoke)
 """
 
 from gzevo_jax import config_lib

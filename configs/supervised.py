@@ -3,6 +3,8 @@ r"""Supervised GZ-Evo pretraining: Dirichlet-Multinomial loss, one view, no targ
   python -m gzevo_jax.main --config=configs/supervised.py
   python -m gzevo_jax.main --config=configs/supervised.py:smoke    # seconds
   python -m gzevo_jax.main --config=configs/supervised.py:gz_evo   # real data, pod
+  python -m gzevo_jax.main --config=configs/supervised.py:paper    # the paper's recipe
+  (variants combine with +, e.g. :paper+smoke)
 """
 
 from gzevo_jax import config_lib

@@ -22,6 +22,7 @@ from gzevo_jax.data import augment
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
 DATA_SOURCES = ('tfds', 'in_memory_synthetic')
 DTYPES = ('float32', 'bfloat16')
+SUPERVISED_VIEWS = ('both', 'first')
 
 
 def base_config(objective: str) -> ml_collections.ConfigDict:
@@ -64,14 +65,22 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.model.projector_hidden_dim = 512   # BYOL: 4096.
   c.model.projection_dim = 128         # BYOL: 256.
   c.model.predictor_hidden_dim = 512   # BYOL: 4096.
+  c.model.head_dropout = 0.0           # Dropout before the Dirichlet head.
 
   c.loss = ml_collections.ConfigDict()
   c.loss.supervised_weight = 1.0   # Hybrid: L = L_byol + w * L_sup.
   # Hybrid: False for plain w, True for the paper's w * |L_byol| / L_sup.
   c.loss.rescale_supervised = False
+  # Hybrid: the Dirichlet head reads the online representation of 'both'
+  # views, or of the 'first' only (the paper's code).
+  c.loss.supervised_views = 'both'
+  # 'squared_distance' (BYOL: 2 - 2 cos per direction, summed) or
+  # 'negative_cosine' (the paper's code: -cos averaged over directions).
+  c.loss.byol_form = 'squared_distance'
 
   c.ema = ml_collections.ConfigDict()
-  c.ema.tau_base = 0.99          # Target decay at step 0; cosine to 1.
+  c.ema.tau_base = 0.99          # Target decay at step 0.
+  c.ema.schedule = 'cosine'      # 'cosine' to 1 (BYOL), or 'constant'.
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'lars'      # One of optim.OPTIMIZERS.
@@ -79,6 +88,9 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   # Peak lr = base * global_batch_size / lr_reference_batch_size (<= 0: no scaling).
   c.optimizer.lr_reference_batch_size = 256
   c.optimizer.weight_decay = 1.5e-6
+  # False: biases and norm parameters get no weight decay; True: every
+  # parameter does (PyTorch's default, as in the paper's code).
+  c.optimizer.decay_norm_and_bias = False
   c.optimizer.momentum = 0.9           # LARS.
   c.optimizer.trust_coefficient = 1e-3  # LARS.
   c.optimizer.b1 = 0.9                 # AdamW.
@@ -151,15 +163,20 @@ def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
                   ) -> ml_collections.ConfigDict:
   """Applies the named variant (`--config=file.py:NAME`) in place.
 
-  Raises a ValueError listing the variants when NAME is unknown.
+  `NAME+OTHER` applies several, left to right (e.g. `paper+smoke`). Raises
+  a ValueError listing the variants when a name is unknown.
   """
   if not arg:
     return config
-  if arg not in variants:
-    raise ValueError(f'unknown config variant {arg!r}; choose one of '
-                     f'{", ".join(sorted(variants)) or "(none)"}')
-  variants[arg](config)
-  config.run_name = f'{config.run_name}_{arg}'
+  names = arg.split('+')
+  for name in names:
+    if name not in variants:
+      raise ValueError(f'unknown config variant {name!r}; choose one of '
+                       f'{", ".join(sorted(variants)) or "(none)"} (join '
+                       'several with +)')
+  for name in names:
+    variants[name](config)
+  config.run_name = f'{config.run_name}_{"_".join(names)}'
   return config
 
 
@@ -205,8 +222,43 @@ def gz_evo(config: ml_collections.ConfigDict) -> None:
   config.knn_monitor.every_steps = 5000
 
 
+def paper(config: ml_collections.ConfigDict) -> None:
+  """The hybrid paper's recipe (inigoval/byol), at this config's scale.
+
+  From the published code's galaxy configs and its BYOL + supervised module:
+  SGD (momentum 0.9, lr 0.06 unscaled, weight decay 5e-4 on every
+  parameter, cosine decay, no warmup); a constant target decay of 0.99;
+  projector 1024 -> 256 and predictor 1024 -> 256; the negative-cosine BYOL
+  loss; the Dirichlet head on the first view's representation with dropout
+  0.2; the supervised term rescaled to the BYOL term's size (w = 1: the
+  hybrid's own config, and so its w, is not public); the paper's
+  augmentations. The encoder's width, the image size, batch and length stay
+  this config's (the paper: 512-d ResNet-18, 128 px, batch 512, 400 epochs;
+  add --config.model.width_multiplier=1.0 for the 512-d encoder). README
+  ("The paper's recipe") lists every remaining difference.
+  """
+  config.optimizer.name = 'sgd'
+  config.optimizer.base_learning_rate = 0.06
+  config.optimizer.lr_reference_batch_size = 0
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.decay_norm_and_bias = True
+  config.warmup_duration = '0 steps'
+  config.ema.schedule = 'constant'
+  config.ema.tau_base = 0.99
+  config.model.projector_hidden_dim = 1024
+  config.model.projection_dim = 256
+  config.model.predictor_hidden_dim = 1024
+  config.model.head_dropout = 0.2
+  config.loss.byol_form = 'negative_cosine'
+  config.loss.supervised_views = 'first'
+  config.loss.rescale_supervised = True
+  config.loss.supervised_weight = 1.0
+  config.data.augment = augment.paper_augment_config()
+
+
 # Variants every objective's config file offers.
-COMMON_VARIANTS = {'smoke': smoke, 'gz_evo': gz_evo}
+COMMON_VARIANTS = {'smoke': smoke, 'gz_evo': gz_evo, 'paper': paper}
 
 
 def _choice(field: str, value: str, choices: Iterable[str]) -> None:
@@ -238,12 +290,16 @@ def parse_duration(text: str, steps_per_epoch: int,
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and its valid choices."""
-  from gzevo_jax import models, optim  # Local: keep config import light.
+  from gzevo_jax import losses, models, optim  # Local: keep import light.
   _choice('objective', config.objective, OBJECTIVES)
   _choice('data.source', config.data.source, DATA_SOURCES)
   _choice('model.encoder', config.model.encoder, sorted(models.ENCODERS))
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optimizer.name', config.optimizer.name, optim.OPTIMIZERS)
+  _choice('ema.schedule', config.ema.schedule, optim.EMA_SCHEDULES)
+  _choice('loss.byol_form', config.loss.byol_form, losses.BYOL_FORMS)
+  _choice('loss.supervised_views', config.loss.supervised_views,
+          SUPERVISED_VIEWS)
   parse_duration(config.train_duration, 1, 'train_duration')
   parse_duration(config.warmup_duration, 1, 'warmup_duration')
   for field in ('global_batch_size', 'log_every_steps',
@@ -256,6 +312,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.data.labelled_fraction <= 1.0:
     raise ValueError('config.data.labelled_fraction must lie in [0, 1], got '
                      f'{config.data.labelled_fraction}')
+  if not 0.0 <= config.model.head_dropout < 1.0:
+    raise ValueError('config.model.head_dropout must lie in [0, 1), got '
+                     f'{config.model.head_dropout}')
   if not 0.0 <= config.ema.tau_base <= 1.0:
     raise ValueError(f'config.ema.tau_base must lie in [0, 1], got '
                      f'{config.ema.tau_base}')

@@ -78,22 +78,38 @@ def l2_normalize(x: Array, axis: int = -1) -> Array:
   return x * jax.lax.rsqrt(jnp.maximum(squared, _NORMALIZE_EPS ** 2))
 
 
+BYOL_FORMS = ('squared_distance', 'negative_cosine')
+
+
 def byol_loss(pred_1: Array, pred_2: Array, target_1: Array,
-              target_2: Array) -> Array:
+              target_2: Array, form: str = 'squared_distance') -> Array:
   """Symmetrised BYOL regression loss (Grill et al. 2020), a scalar.
 
-  Batch mean of |n(pred_1) - n(target_2)|^2 + |n(pred_2) - n(target_1)|^2,
-  where n is L2 normalisation (each term equals 2 - 2 cos). pred_i is the
-  online prediction of view i, target_i the target projection of view i; the
-  targets are wrapped in stop_gradient here so callers cannot forget.
+  pred_i is the online prediction of view i, target_i the target projection
+  of view i; the targets are wrapped in stop_gradient here so callers cannot
+  forget. With n = L2 normalisation and the batch mean over galaxies:
+    'squared_distance' (BYOL's paper): |n(p1) - n(t2)|^2 + |n(p2) - n(t1)|^2,
+      which is 4 - 2 (cos(p1, t2) + cos(p2, t1)), in [0, 8];
+    'negative_cosine' (the hybrid paper's code, lightly's
+      NegativeCosineSimilarity): -(cos(p1, t2) + cos(p2, t1)) / 2, in [-1, 1].
+  The two differ by an affine map: the same minimiser, a gradient 4 times
+  smaller, and a value near -1 (not 0) once converged, which matters for the
+  rescaled hybrid weighting (it scales the supervised term by |L_byol|).
   """
   target_1 = jax.lax.stop_gradient(target_1)
   target_2 = jax.lax.stop_gradient(target_2)
 
-  def regression(p: Array, t: Array) -> Array:
-    return jnp.sum(jnp.square(l2_normalize(p) - l2_normalize(t)), axis=-1)
+  def cosine(p: Array, t: Array) -> Array:
+    return jnp.sum(l2_normalize(p) * l2_normalize(t), axis=-1)
 
-  return jnp.mean(regression(pred_1, target_2) + regression(pred_2, target_1))
+  if form == 'squared_distance':
+    def regression(p: Array, t: Array) -> Array:
+      return jnp.sum(jnp.square(l2_normalize(p) - l2_normalize(t)), axis=-1)
+    return jnp.mean(regression(pred_1, target_2) + regression(pred_2, target_1))
+  if form == 'negative_cosine':
+    return -0.5 * jnp.mean(cosine(pred_1, target_2) + cosine(pred_2, target_1))
+  raise ValueError(f'unknown BYOL loss form {form!r}; choose one of '
+                   f'{", ".join(BYOL_FORMS)}')
 
 
 def supervised_weight(byol: Array, supervised: Array, weight: float,

@@ -1,8 +1,9 @@
-"""Optimizers and schedules: AdamW or LARS, linear warmup + cosine decay.
+"""Optimizers and schedules: AdamW, LARS or SGD, linear warmup + cosine decay.
 
 Biases and normalisation parameters (every parameter with ndim <= 1) are
 excluded from weight decay and, for LARS, from the trust-ratio adaptation, as
-in BYOL (Grill et al. 2020) and SimCLR.
+in BYOL (Grill et al. 2020) and SimCLR, unless `decay_norm_and_bias` is set
+(PyTorch's SGD decays every parameter, as the paper's code does).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-OPTIMIZERS = ('adamw', 'lars')
+OPTIMIZERS = ('adamw', 'lars', 'sgd')
+EMA_SCHEDULES = ('cosine', 'constant')
 
 
 def peak_learning_rate(opt_config: ml_collections.ConfigDict,
@@ -43,17 +45,27 @@ def decay_mask(params: Any) -> Any:
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
+def _all_parameters(params: Any) -> Any:
+  return jax.tree.map(lambda p: True, params)
+
+
 def build_optimizer(opt_config: ml_collections.ConfigDict,
                     schedule: optax.Schedule) -> optax.GradientTransformation:
   """The optimizer named by `opt_config.name`, driven by `schedule`."""
   name = opt_config.name
+  mask = (_all_parameters if opt_config.decay_norm_and_bias else decay_mask)
   if name == 'adamw':
     return optax.adamw(schedule, b1=opt_config.b1, b2=opt_config.b2,
                        eps=opt_config.eps,
-                       weight_decay=opt_config.weight_decay, mask=decay_mask)
+                       weight_decay=opt_config.weight_decay, mask=mask)
+  if name == 'sgd':
+    # PyTorch's SGD: weight decay is added to the gradient before momentum.
+    return optax.chain(
+        optax.add_decayed_weights(opt_config.weight_decay, mask=mask),
+        optax.sgd(schedule, momentum=opt_config.momentum))
   if name == 'lars':
     return optax.lars(schedule, weight_decay=opt_config.weight_decay,
-                      weight_decay_mask=decay_mask,
+                      weight_decay_mask=mask,
                       trust_ratio_mask=decay_mask,
                       trust_coefficient=opt_config.trust_coefficient,
                       momentum=opt_config.momentum)
@@ -61,12 +73,19 @@ def build_optimizer(opt_config: ml_collections.ConfigDict,
                    f'{", ".join(OPTIMIZERS)}')
 
 
-def ema_tau(step: jax.Array | int, total_steps: int,
-            tau_base: float) -> jax.Array:
-  """BYOL's target decay: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2.
+def ema_tau(step: jax.Array | int, total_steps: int, tau_base: float,
+            schedule: str = 'cosine') -> jax.Array:
+  """The target network's decay at `step`.
 
-  Rises from tau_base at step 0 to 1 at step K = total_steps.
+  'cosine' (BYOL): tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, rising
+  from tau_base at step 0 to 1 at step K = total_steps. 'constant' (the
+  paper's galaxy configs, `m_decay: False`): tau_base at every step.
   """
+  if schedule == 'constant':
+    return jnp.asarray(tau_base, jnp.float32)
+  if schedule != 'cosine':
+    raise ValueError(f'unknown EMA schedule {schedule!r}; choose one of '
+                     f'{", ".join(EMA_SCHEDULES)}')
   progress = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1),
                       0.0, 1.0)
   return 1.0 - (1.0 - tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0

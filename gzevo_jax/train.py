@@ -204,15 +204,21 @@ def _loss_and_updates(params: Any, state: TrainState, batch: Batch,
     return loss, (batch_stats, terms)
 
   pred_1, pred_2 = _split_views(out['prediction'])
-  byol = terms['byol_loss'] = losses.byol_loss(pred_1, pred_2,
-                                               *_split_views(targets))
+  byol = terms['byol_loss'] = losses.byol_loss(
+      pred_1, pred_2, *_split_views(targets), form=cfg.byol_form)
   if objective == 'contrastive':
     return byol, (batch_stats, terms)
 
-  # Hybrid: the Dirichlet head sees the online representation of both views.
-  votes = jnp.concatenate([batch['votes'], batch['votes']], axis=0)
+  # Hybrid: the Dirichlet head sees the online representation of both views,
+  # or of the first only (the paper's code).
+  if cfg.supervised_views == 'both':
+    votes = jnp.concatenate([batch['votes'], batch['votes']], axis=0)
+    concentrations = out['concentrations']
+  else:
+    votes, concentrations = batch['votes'], _split_views(
+        out['concentrations'])[0]
   supervised = terms['supervised_loss'] = _mean_dirichlet_nll(
-      votes, out['concentrations'], schema)
+      votes, concentrations, schema)
   factor = terms['supervised_factor'] = losses.supervised_weight(
       byol, supervised, cfg.supervised_weight, cfg.rescale_supervised)
   return byol + factor * supervised, (batch_stats, terms)
@@ -250,7 +256,7 @@ def train_step(state: TrainState, batch: Batch, *,
   target_params = state.target_params
   if two_views:
     tau = optim.ema_tau(state.step, setup.durations.total_steps,
-                        setup.config.ema.tau_base)
+                        setup.config.ema.tau_base, setup.config.ema.schedule)
     target_params = optim.ema_update(state.target_params,
                                      _target_subtrees(params), tau)
     metrics['tau'] = tau

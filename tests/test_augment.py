@@ -13,6 +13,7 @@ def _all_off(**overrides):
   c = aug.default_augment_config()
   for name in aug._PROBABILITY_FIELDS:
     c[name] = 0.0
+  c.color_jitter_probability = 1.0  # A gate: changes nothing by itself.
   c.crop_scale_range = (1.0, 1.0)
   c.crop_aspect_ratio_range = (1.0, 1.0)
   for key, value in overrides.items():
@@ -225,6 +226,57 @@ def test_contrast_scales_deviations_within_range():
     factors.append(factor)
   assert 0.8 - 1e-5 <= min(factors) and max(factors) <= 1.2 + 1e-5
   assert min(factors) < 0.9 and max(factors) > 1.1
+
+
+def test_brightness_factor_multiplies_within_range():
+  image = _image(16, lo=0.3, hi=0.7)
+  config = _all_off(brightness_probability=1.0, brightness_max_delta=0.0,
+                    brightness_factor_range=(0.6, 1.4))
+  views = _views(image, range(40), config, 16)
+  factors = np.median(views / image, axis=(1, 2, 3))
+  np.testing.assert_allclose(views, factors[:, None, None, None] * image,
+                             atol=1e-5)
+  assert 0.6 - 1e-5 <= factors.min() and factors.max() <= 1.4 + 1e-5
+  assert factors.min() < 0.8 and factors.max() > 1.2
+
+
+def test_saturation_blends_with_the_channel_mean():
+  image = _image(16, lo=0.2, hi=0.8)
+  gray = image.mean(axis=-1, keepdims=True)
+  config = _all_off(saturation_probability=1.0,
+                    saturation_factor_range=(0.6, 1.4))
+  factors = []
+  for v in _views(image, range(30), config, 16):
+    factor = np.median((v - gray) / (image - gray))
+    np.testing.assert_allclose(v, gray + factor * (image - gray), atol=1e-5)
+    factors.append(factor)
+  assert 0.6 - 1e-5 <= min(factors) and max(factors) <= 1.4 + 1e-5
+  assert min(factors) < 0.8 and max(factors) > 1.2
+
+
+def test_hue_rotation_matches_colorsys():
+  import colorsys
+  image = _image(8, lo=0.1, hi=0.9)
+  config = _all_off(hue_probability=1.0, hue_max_delta=0.1)
+  for seed, view in zip(range(5), _views(image, range(5), config, 8)):
+    hsv = np.array([colorsys.rgb_to_hsv(*p) for p in image.reshape(-1, 3)])
+    got = np.array([colorsys.rgb_to_hsv(*p) for p in view.reshape(-1, 3)])
+    # One shift for every pixel, within [-0.1, 0.1] (mod 1); same s and v.
+    shift = (got[:, 0] - hsv[:, 0] + 0.5) % 1.0 - 0.5
+    assert np.ptp(shift) < 1e-3, seed
+    assert abs(shift[0]) <= 0.1 + 1e-4
+    np.testing.assert_allclose(got[:, 1:], hsv[:, 1:], atol=1e-3)
+  with pytest.raises(ValueError, match='3-band'):
+    _view(_image(8, channels=1), [1, 2], config, 8)
+
+
+def test_color_jitter_gate_skips_all_jitters_together():
+  image = _image(16, lo=0.3, hi=0.7)
+  config = _all_off(color_jitter_probability=0.5, brightness_probability=1.0,
+                    contrast_probability=1.0)
+  views = _views(image, range(60), config, 16)
+  unchanged = np.all(np.abs(views - image) < 1e-7, axis=(1, 2, 3))
+  assert 0.25 < unchanged.mean() < 0.75
 
 
 def test_one_augmentation_does_not_shift_another_s_draws():

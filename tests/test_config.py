@@ -36,7 +36,7 @@ def test_unknown_variant_lists_choices():
 @pytest.mark.parametrize('field, value, listed', [
     ('objective', 'simclr', 'contrastive, supervised, hybrid'),
     ('model.encoder', 'vit', 'convnext_nano, convnext_tiny, resnet18, resnet50'),
-    ('optimizer.name', 'sgd', 'adamw, lars'),
+    ('optimizer.name', 'rmsprop', 'adamw, lars, sgd'),
     ('model.dtype', 'float16', 'float32, bfloat16'),
     ('data.source', 'hub', 'tfds, in_memory_synthetic'),
 ])

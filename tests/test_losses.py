@@ -122,6 +122,27 @@ def test_byol_loss_matches_two_minus_two_cosine():
                                                                     rel=1e-5)
 
 
+def test_byol_negative_cosine_form_against_numpy():
+  """The paper's code: -(cos(p1, t2) + cos(p2, t1)) / 2, batch mean."""
+  rng = np.random.default_rng(41)
+  p1, p2, t1, t2 = (rng.normal(size=(8, 16)) for _ in range(4))
+
+  def cos(a, b):
+    return np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(
+        b, axis=-1)
+
+  expected = -0.5 * np.mean(cos(p1, t2) + cos(p2, t1))
+  got = losses.byol_loss(*(np.float32(x) for x in (p1, p2, t1, t2)),
+                         form='negative_cosine')
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # Same minimiser as the squared distance, whose value is 4 + 4 * this one.
+  np.testing.assert_allclose(
+      losses.byol_loss(*(np.float32(x) for x in (p1, p2, t1, t2))),
+      4.0 + 4.0 * expected, rtol=1e-5)
+  with pytest.raises(ValueError, match='squared_distance, negative_cosine'):
+    losses.byol_loss(p1, p2, t1, t2, form='cosine')
+
+
 def test_byol_loss_stops_gradient_into_targets():
   rng = np.random.default_rng(5)
   p1, p2, t1, t2 = (jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)

@@ -86,5 +86,38 @@ def test_lars_trust_ratio_applies_to_kernels_only():
 
 
 def test_unknown_optimizer():
-  with pytest.raises(ValueError, match='adamw, lars'):
-    optim.build_optimizer(_opt_config('sgd'), lambda s: 0.1)
+  with pytest.raises(ValueError, match='adamw, lars, sgd'):
+    optim.build_optimizer(_opt_config('rmsprop'), lambda s: 0.1)
+
+
+def test_sgd_matches_pytorch_update_rule():
+  """torch.optim.SGD: buf = mu * buf + (g + wd * p); p -= lr * buf."""
+  lr, mu, wd = 0.1, 0.9, 0.01
+  params = {'w': jnp.array([[1.0, -2.0]]), 'b': jnp.array([0.5])}
+  grads = [{'w': jnp.array([[0.3, 0.1]]), 'b': jnp.array([-0.2])},
+           {'w': jnp.array([[-0.1, 0.4]]), 'b': jnp.array([0.05])}]
+  for decay_all in (False, True):
+    tx = optim.build_optimizer(
+        _opt_config('sgd', momentum=mu, weight_decay=wd,
+                    decay_norm_and_bias=decay_all), lambda s: lr)
+    state, p = tx.init(params), params
+    ref = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    buf = {k: np.zeros_like(v) for k, v in ref.items()}
+    for g in grads:
+      updates, state = tx.update(g, state, p)
+      p = jax.tree.map(lambda a, u: a + u, p, updates)
+      for k in ref:
+        decays = decay_all or ref[k].ndim > 1
+        d = np.asarray(g[k], np.float64) + (wd * ref[k] if decays else 0.0)
+        buf[k] = mu * buf[k] + d
+        ref[k] = ref[k] - lr * buf[k]
+    for k in ref:
+      np.testing.assert_allclose(p[k], ref[k], rtol=1e-6, atol=1e-7)
+
+
+def test_constant_ema_schedule():
+  for step in (0, 37, 100):
+    assert float(optim.ema_tau(step, 100, 0.99, 'constant')) == (
+        pytest.approx(0.99))
+  with pytest.raises(ValueError, match='cosine, constant'):
+    optim.ema_tau(0, 100, 0.99, 'linear')

@@ -41,6 +41,9 @@ _SALT_CONTRAST = 6
 _SALT_GRAYSCALE = 7
 _SALT_BLUR = 8
 _SALT_NOISE = 9
+_SALT_COLOR_JITTER = 10
+_SALT_SATURATION = 11
+_SALT_HUE = 12
 
 # Blur kernels reach out to this many sigmas (scipy.ndimage's default).
 _BLUR_TRUNCATE = 4.0
@@ -49,8 +52,11 @@ _PROBABILITY_FIELDS = (
     'rotation_probability',
     'horizontal_flip_probability',
     'vertical_flip_probability',
+    'color_jitter_probability',
     'brightness_probability',
     'contrast_probability',
+    'saturation_probability',
+    'hue_probability',
     'grayscale_probability',
     'blur_probability',
     'noise_probability',
@@ -73,17 +79,61 @@ def default_augment_config() -> ml_collections.ConfigDict:
   # Crop width / height relative to the image's own, log-uniform in this
   # range; pulled towards 1 (keeping the area) where the box would not fit.
   c.crop_aspect_ratio_range = (0.9, 1.1)
+  # Colour jitter: brightness, contrast, saturation and hue, in that order,
+  # each with its own probability, all skipped together with probability
+  # 1 - color_jitter_probability (torchvision's RandomApply([ColorJitter])).
+  c.color_jitter_probability = 1.0
   c.brightness_probability = 0.8
   c.brightness_max_delta = 0.1  # Adds a delta uniform in [-max, max].
+  # Then multiplies by a factor uniform here (torchvision's brightness).
+  c.brightness_factor_range = (1.0, 1.0)
   c.contrast_probability = 0.8
   # Scales each channel's deviation from its mean by a factor uniform here.
   c.contrast_factor_range = (0.8, 1.2)
+  c.saturation_probability = 0.0
+  # Blends with the grayscale image (channel mean): 0 gray, 1 unchanged.
+  c.saturation_factor_range = (1.0, 1.0)
+  c.hue_probability = 0.0
+  # Rotates hue by a fraction of the colour circle uniform in [-max, max]
+  # (3-band images only).
+  c.hue_max_delta = 0.0
   # Replaces every channel by the channel mean. Off: colour is morphology.
   c.grayscale_probability = 0.0
   c.blur_probability = 0.2
   c.blur_sigma_range = (0.1, 1.5)  # Gaussian sigma in output pixels.
   c.noise_probability = 0.2
   c.noise_std_range = (0.0, 0.03)  # Std of additive Gaussian noise.
+  return c
+
+
+def paper_augment_config() -> ml_collections.ConfigDict:
+  """The hybrid paper's galaxy views (inigoval/byol, `_gz2_view`).
+
+  RandomRotation(180), RandomResizedCrop(scale 0.3-0.85, ratio 0.8-1.2),
+  both flips, RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+  RandomGrayscale(0.3), no blur, no noise. README ("The paper's recipe")
+  lists what still differs from torchvision.
+  """
+  c = default_augment_config()
+  c.rotation_probability = 1.0
+  c.rotation_degrees_range = (-180.0, 180.0)
+  c.horizontal_flip_probability = 0.5
+  c.vertical_flip_probability = 0.5
+  c.crop_scale_range = (0.3, 0.85)
+  c.crop_aspect_ratio_range = (0.8, 1.2)
+  c.color_jitter_probability = 0.8
+  c.brightness_probability = 1.0
+  c.brightness_max_delta = 0.0
+  c.brightness_factor_range = (0.6, 1.4)
+  c.contrast_probability = 1.0
+  c.contrast_factor_range = (0.6, 1.4)
+  c.saturation_probability = 1.0
+  c.saturation_factor_range = (0.6, 1.4)
+  c.hue_probability = 1.0
+  c.hue_max_delta = 0.1
+  c.grayscale_probability = 0.3
+  c.blur_probability = 0.0
+  c.noise_probability = 0.0
   return c
 
 
@@ -120,6 +170,10 @@ def validate_augment_config(config: ml_collections.ConfigDict,
       not 0.0 <= delta <= 1.0):
     raise ValueError(f'{prefix}.brightness_max_delta={delta!r} must lie in '
                      '[0, 1]')
+  hue = config.hue_max_delta
+  if (not isinstance(hue, numbers.Real) or isinstance(hue, bool) or
+      not 0.0 <= hue <= 0.5):
+    raise ValueError(f'{prefix}.hue_max_delta={hue!r} must lie in [0, 0.5]')
   ranges = (
       ('rotation_degrees_range', lambda lo, hi: lo <= hi, 'min <= max'),
       ('crop_scale_range', lambda lo, hi: 0 < lo <= hi <= 1,
@@ -127,6 +181,10 @@ def validate_augment_config(config: ml_collections.ConfigDict,
       ('crop_aspect_ratio_range', lambda lo, hi: 0 < lo <= hi,
        '0 < min <= max'),
       ('contrast_factor_range', lambda lo, hi: 0 <= lo <= hi,
+       '0 <= min <= max'),
+      ('brightness_factor_range', lambda lo, hi: 0 <= lo <= hi,
+       '0 <= min <= max'),
+      ('saturation_factor_range', lambda lo, hi: 0 <= lo <= hi,
        '0 <= min <= max'),
       ('blur_sigma_range', lambda lo, hi: 0 < lo <= hi, '0 < min <= max'),
       ('noise_std_range', lambda lo, hi: 0 <= lo <= hi, '0 <= min <= max'),
@@ -288,6 +346,12 @@ def _adjust_contrast(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
   return mean + factor * (image - mean)
 
 
+def _adjust_saturation(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+  """Blends with the grayscale image: factor 0 is gray, 1 is unchanged."""
+  gray = _grayscale(image)
+  return gray + factor * (image - gray)
+
+
 def _grayscale(image: tf.Tensor) -> tf.Tensor:
   """Every channel replaced by the channel mean; works for any C."""
   import tensorflow as tf
@@ -323,12 +387,48 @@ def evaluation_view(image: tf.Tensor, output_size: int) -> tf.Tensor:
   return _resize_square(image, output_size)
 
 
+def _color_jitter(image: tf.Tensor, seed: tf.Tensor,
+                  c: ml_collections.ConfigDict) -> tf.Tensor:
+  """Brightness, contrast, saturation and hue, each with its probability."""
+  import tensorflow as tf
+  s = _sub_seed(seed, _SALT_BRIGHTNESS)
+  u = _uniforms(s, 2)
+  delta = _lerp(u[1], (-c.brightness_max_delta, c.brightness_max_delta))
+  scale = _lerp(_uniforms(_sub_seed(s, 1), 1)[0], c.brightness_factor_range)
+  multiply = tuple(c.brightness_factor_range) != (1.0, 1.0)
+  image = _maybe(c.brightness_probability, u[0],
+                 lambda x: (x + delta) * scale if multiply else x + delta,
+                 image)
+
+  u = _uniforms(_sub_seed(seed, _SALT_CONTRAST), 2)
+  factor = _lerp(u[1], c.contrast_factor_range)
+  image = _maybe(c.contrast_probability, u[0],
+                 lambda x: _adjust_contrast(x, factor), image)
+
+  u = _uniforms(_sub_seed(seed, _SALT_SATURATION), 2)
+  factor = _lerp(u[1], c.saturation_factor_range)
+  image = _maybe(c.saturation_probability, u[0],
+                 lambda x: _adjust_saturation(x, factor), image)
+
+  if c.hue_probability > 0 and image.shape[-1] != 3:
+    raise ValueError(f'config.data.augment.hue_probability='
+                     f'{c.hue_probability} needs 3-band images, got '
+                     f'{image.shape[-1]} bands; set it to 0')
+  u = _uniforms(_sub_seed(seed, _SALT_HUE), 2)
+  hue = _lerp(u[1], (-c.hue_max_delta, c.hue_max_delta))
+  # adjust_hue works on [0, 1] RGB; clip first so out-of-range values from
+  # brightness or contrast do not wrap around the colour circle.
+  return _maybe(c.hue_probability, u[0],
+                lambda x: tf.image.adjust_hue(tf.clip_by_value(x, 0.0, 1.0),
+                                              hue), image)
+
+
 def augment(image: tf.Tensor, seed: tf.Tensor,
             config: ml_collections.ConfigDict, output_size: int) -> tf.Tensor:
   """One random view: float32 [H, W, C] in [0, 1] -> [output_size]*2 + [C].
 
-  Order: rotate, crop and resize, flip, brightness, contrast, grayscale, blur,
-  noise, clip to [0, 1]. `seed` is an int32/int64 tensor of shape [2]; the
+  Order: rotate, crop and resize, flip, colour jitter (brightness, contrast,
+  saturation, hue), grayscale, blur, noise, clip to [0, 1]. `seed` is an int32/int64 tensor of shape [2]; the
   view is a pure function of (image, seed, config). Works inside
   `tf.data.Dataset.map`; the output shape is static.
   """
@@ -358,14 +458,9 @@ def augment(image: tf.Tensor, seed: tf.Tensor,
   image = _maybe(c.vertical_flip_probability, u[0],
                  lambda x: tf.reverse(x, axis=[0]), image)
 
-  u = _uniforms(_sub_seed(seed, _SALT_BRIGHTNESS), 2)
-  delta = _lerp(u[1], (-c.brightness_max_delta, c.brightness_max_delta))
-  image = _maybe(c.brightness_probability, u[0], lambda x: x + delta, image)
-
-  u = _uniforms(_sub_seed(seed, _SALT_CONTRAST), 2)
-  factor = _lerp(u[1], c.contrast_factor_range)
-  image = _maybe(c.contrast_probability, u[0],
-                 lambda x: _adjust_contrast(x, factor), image)
+  u = _uniforms(_sub_seed(seed, _SALT_COLOR_JITTER), 1)
+  image = _maybe(c.color_jitter_probability, u[0],
+                 lambda x: _color_jitter(x, seed, c), image)
 
   u = _uniforms(_sub_seed(seed, _SALT_GRAYSCALE), 1)
   image = _maybe(c.grayscale_probability, u[0], _grayscale, image)

@@ -51,6 +51,6 @@ def build_model(config: ml_collections.ConfigDict,
     predictor = MLP(m.predictor_hidden_dim, m.projection_dim, dtype=dtype,
                     bn_axis_name=BATCH_AXIS)
   if uses_votes(config.objective):
-    head = DirichletHead(num_answers, dtype=dtype)
+    head = DirichletHead(num_answers, dtype=dtype, dropout=m.head_dropout)
   return GalaxyModel(encoder=build_encoder_from_config(m), projector=projector,
                      predictor=predictor, head=head)

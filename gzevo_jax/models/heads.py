@@ -33,12 +33,19 @@ class MLP(nn.Module):
 
 
 class DirichletHead(nn.Module):
-  """Features -> one Dirichlet concentration per label column, 1 + 100*sigmoid."""
+  """Features -> one Dirichlet concentration per label column, 1 + 100*sigmoid.
+
+  `dropout` > 0 drops features before the dense layer in training, as
+  Zoobot's head and the hybrid paper's code do (rate 0.2 there).
+  """
   num_answers: int
   dtype: Any = jnp.float32
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    if self.dropout > 0:
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
     logits = nn.Dense(self.num_answers, dtype=self.dtype)(x)
     return 1.0 + _CONCENTRATION_RANGE * nn.sigmoid(logits.astype(jnp.float32))
 
@@ -64,7 +71,7 @@ class GalaxyModel(nn.Module):
       out['projection'] = self.projector(representation, train=train)
       out['prediction'] = self.predictor(out['projection'], train=train)
     if self.head is not None:
-      out['concentrations'] = self.head(representation)
+      out['concentrations'] = self.head(representation, train=train)
     return out
 
   def target(self, x: jax.Array, train: bool) -> jax.Array:
