@@ -24,11 +24,14 @@ def morph(n=1, **overrides):
                 bulge_fraction=0.3,
                 bulge_shape=ml.ROUNDED_BULGE,
                 bar=0.0,
+                bar_length=1.25,
                 arm_count=0,
                 arm_pitch=0.0,
                 arm_strength=0.0,
                 ring=0.0,
                 ring_radius=0.0,
+                ring_type=ml.NO_RING,
+                ring_completeness=1.0,
                 clump_count=0,
                 merger=ml.UNDISTURBED,
                 star=False,
@@ -255,6 +258,101 @@ def test_strong_ring_gives_a_bump_at_the_ring_radius():
   own = profile(ringed)
   k = int(ring_px)
   assert own[k] > own[k - 4]
+
+
+def test_a_partial_ring_lights_only_its_share_of_the_azimuth():
+  kw = dict(bulge_fraction=0.2, ring=0.5, ring_radius=1.8)
+  ring_px = 1.8 * 0.12 * 64
+  full = azimuthal_profile(one(ring_completeness=1.0, **kw)[..., R], ring_px)
+  partial = azimuthal_profile(one(ring_completeness=0.5, **kw)[..., R],
+                              ring_px)
+  assert full.min() > 0.85 * full.max()  # A closed ring is even all round.
+  # The arc's side is several times brighter than the gap's side ...
+  assert partial.max() > 2.5 * partial.min()
+  # ... and the arc covers about half the azimuth (smooth ends included).
+  lit = partial > 0.5 * (partial.max() + partial.min())
+  assert 0.35 < lit.mean() < 0.65
+  # Within the arc the ring is as bright as the full ring of equal strength.
+  assert partial.max() == pytest.approx(full.max(), rel=0.1)
+
+
+def test_ring_light_comes_out_of_the_disk_budget():
+  kw = dict(bulge_fraction=0.3, ring=0.6, ring_radius=1.4)
+  total = [one(ring_completeness=c, **kw).sum() for c in (1.0, 0.5)]
+  total.append(one(**{**kw, 'ring': 0.0}).sum())
+  np.testing.assert_allclose(total, total[-1], rtol=1e-3)
+  # And the ring's own light scales with its coverage.
+  m = morph(n=2, ring=0.6, ring_radius=1.4, ring_completeness=[1.0, 0.5])
+  _, ring_light, _, _ = rd._disk_light_budget(m, {'clump_flux': np.zeros(
+      (2, 8))})
+  assert ring_light[1] == pytest.approx(0.5 * ring_light[0])
+
+
+@pytest.mark.parametrize('bar_length', [0.9, 1.3])
+def test_an_inner_ring_sits_at_the_rendered_bar_end(bar_length):
+  """The renderer draws the bar Morphology.bar_length long, where the
+  population puts inner rings (morphology.BAR_END_RANGE)."""
+  kw = dict(bulge_fraction=0.1, bar=0.8, bar_length=bar_length, radius=0.14,
+            position_angle=0.0)
+  barred = one(**kw)[..., R]
+  angle = np.pi * rd._streams(np.array([7], np.uint32), NOISELESS,
+                              None)['bar_angle'][0]
+  t = np.arange(0.0, 20.0, 0.25)  # Pixels from the centre.
+  centre = 31.5
+  along = ndimage.map_coordinates(
+      barred, [centre + t * np.sin(angle), centre + t * np.cos(angle)],
+      order=1)
+  across = ndimage.map_coordinates(
+      barred, [centre + t * np.cos(angle), centre - t * np.sin(angle)],
+      order=1)
+  bar_light = along - across  # The disk is round: what is left is the bar.
+  bar_end = t[np.flatnonzero(bar_light > 0.02 * bar_light.max()).max()]
+  expected = bar_length * 0.14 * 64
+  assert abs(bar_end - expected) < 1.0
+  # An inner ring at the bar's end peaks there.
+  ring_radius = bar_length * 1.05
+  ringed = one(ring=0.5, ring_radius=ring_radius, **kw)[..., R]
+  r = radius_grid(64)
+  bins = np.arange(0, 30)
+  which = np.digitize(r, bins)
+  ratio = [ringed[which == k].mean() / barred[which == k].mean()
+           for k in range(1, len(bins))]
+  ring_peak = bins[int(np.argmax(ratio))] + 0.5
+  assert abs(ring_peak - bar_end) < 2.0
+
+
+@pytest.mark.parametrize('ring_radius,bulge,strength', [(0.9, 0.2, 0.5),
+                                                        (1.2, 0.4, 0.5),
+                                                        (2.0, 0.2, 0.3),
+                                                        (2.4, 0.3, 0.4)])
+def test_ring_contrast_matches_the_render(ring_radius, bulge, strength):
+  kw = dict(bulge_fraction=bulge, ring=strength, ring_radius=ring_radius,
+            sersic_n=2.0)
+  m = morph(**kw)
+  ringed = one(**kw).mean(-1)
+  plain = one(**{**kw, 'ring': 0.0}).mean(-1)
+  annulus = np.abs(radius_grid(64) - ring_radius * 0.12 * 64) < 0.5
+  # The ring's light comes out of the disk: what lies beneath it is the
+  # plain galaxy less that share of its disk there.
+  h = 0.12 / 1.6783
+  flux = rd.galaxy_flux(m, NOISELESS)[0]
+  disk_here = (flux / 64**2 * (1 - bulge) / (2 * np.pi * h**2) *
+               np.exp(-ring_radius * 0.12 / h))
+  beneath = plain[annulus].mean() - disk_here * 0.5 * strength
+  measured = (ringed[annulus].mean() - beneath) / beneath
+  assert rd.ring_contrast(m)[0] == pytest.approx(measured, rel=0.3)
+  assert rd.ring_contrast(morph(**{**kw, 'ring': 0.0}))[0] == 0.0
+
+
+def test_ring_contrast_counts_the_sky_noise_beneath():
+  m = morph(n=3, ring=0.4, ring_radius=1.8, snr=[30.0, 100.0, 1000.0])
+  clean = rd.ring_contrast(m)
+  noisy = rd.ring_contrast(m, sky_sigmas=2.0)
+  np.testing.assert_allclose(clean, clean[0])  # Contrast: no snr in it.
+  assert noisy[0] < noisy[1] < noisy[2] < clean[0]
+  assert noisy[2] > 0.9 * clean[2]
+  np.testing.assert_allclose(
+      rd.ring_contrast(m, NOISELESS, sky_sigmas=2.0), clean)
 
 
 @pytest.mark.parametrize('arms', [1, 2, 3, 4])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gzevo_jax.data import morphology as morph
+from gzevo_jax.data import render
 from gzevo_jax.data import volunteers
 from gzevo_jax.schema import GZ_EVO_V0_1 as SCHEMA
 from gzevo_jax.schema import Schema
@@ -134,30 +135,144 @@ def test_ring_votes_follow_rings():
   votes = volunteers.ring_votes(m, rng)
   assert votes.shape == (5000, 2) and votes.min() >= 0
   fraction = votes[:, 0] / votes.sum(1)
+  # visible_ring_strength is the chance a volunteer sees the ring.
   visible = volunteers.visible_ring_strength(m)
-  clear = (visible > 0.3) & (m.snr > 50)
+  clear = visible > 0.7
   assert clear.sum() > 50
   assert np.mean(fraction[clear] > 0.5) > 0.9
-  hidden = (m.ring > 0) & (visible < 0.02)
+  hidden = m.has_ring & (visible < 0.02)
   assert hidden.sum() > 50
   assert np.mean(fraction[hidden] > 0.5) < 0.05
-  assert np.mean(fraction[m.ring == 0] > 0.5) < 0.02
+  assert np.mean(fraction[~m.has_ring] > 0.5) < 0.02
   assert np.all(votes.sum(1) >= volunteers.RING_VOLUNTEERS[0])
 
 
-def test_a_ring_is_seen_less_under_a_bulge_inclined_or_on_the_disk():
+def _one_ring(**overrides):
+  """A bright face-on disk with a full outer ring, fields overridden."""
   m = morph.sample_morphology(1, np.random.default_rng(0), ring_probability=1)
-  base = dataclasses.replace(m, kind=np.array([morph.DISK]), ring=np.ones(1),
-                             ring_radius=np.array([2.0]),
-                             bulge_fraction=np.array([0.2]),
-                             inclination=np.zeros(1))
-  strength = lambda **kw: float(volunteers.visible_ring_strength(
-      dataclasses.replace(base, **kw))[0])
-  assert strength() == pytest.approx(0.8)  # The disk's share of the light.
-  assert strength(bulge_fraction=np.array([0.7])) < strength()
-  assert strength(inclination=np.array([1.2])) < strength()
-  assert strength(ring_radius=np.array([1.05])) < 0.1 * strength()
-  assert strength(ring=np.zeros(1)) == 0.0
+  fields = dict(kind=np.array([morph.DISK]), radius=np.array([0.12]),
+                snr=np.array([300.0]), axis_ratio=np.ones(1),
+                inclination=np.zeros(1), sersic_n=np.array([2.0]),
+                bulge_fraction=np.array([0.2]),
+                bulge_shape=np.array([morph.ROUNDED_BULGE]),
+                bar=np.zeros(1), bar_length=np.zeros(1), ring=np.array([0.4]),
+                ring_radius=np.array([2.0]),
+                ring_type=np.array([morph.OUTER_RING]),
+                ring_completeness=np.ones(1), clump_count=np.zeros(1, int),
+                merger=np.array([morph.UNDISTURBED]))
+  fields.update({k: np.atleast_1d(v) for k, v in overrides.items()})
+  return dataclasses.replace(m, **fields)
+
+
+def _shown(**overrides) -> float:
+  return float(volunteers.visible_ring_strength(_one_ring(**overrides))[0])
+
+
+def test_an_inner_ring_on_bright_disk_shows_less_than_the_same_ring_outside():
+  # Against the disk and bulge beneath it, the same ring has less contrast
+  # at 0.9 half-light radii than at 2 (the analytic contrast, no noise) ...
+  contrast = lambda **kw: float(render.ring_contrast(_one_ring(**kw))[0])
+  assert contrast(ring_radius=0.9) < 0.6 * contrast(ring_radius=2.0)
+  # ... so at high S/N volunteers see it less often there.
+  assert 0.0 < _shown(ring_radius=0.9) < _shown(ring_radius=2.0) < 1.0
+  assert _shown(ring_radius=1.3) < _shown(ring_radius=2.0)
+
+
+def test_a_ring_is_seen_less_partial_inclined_under_a_bulge_or_in_noise():
+  full = _shown()
+  assert 0.5 < full < 1.0
+  assert _shown(ring_completeness=0.6) < _shown(ring_completeness=0.9) < full
+  assert _shown(inclination=1.1) < full
+  assert _shown(bulge_fraction=0.7) < full
+  assert _shown(snr=30.0) < 0.5 * full  # The sky noise beneath the ring.
+  assert _shown(ring=0.8) > full
+  assert _shown(ring=0.0) == 0.0
+  assert _shown(ring_completeness=0.0) == 0.0
+
+
+def test_something_odd_answers_carry_visible_rings():
+  rng = np.random.default_rng(3)
+  m = morph.sample_morphology(20_000, rng, ring_probability=0.6)
+  gz2 = Schema.from_dict({'name': 'odd', 'questions': [
+      {'question': 'something-odd', 'answers': ['yes', 'no'],
+       'asked_if': None}]})
+  probs = volunteers.answer_probabilities(gz2, m, rng)[0]
+  plain = (m.merger == morph.UNDISTURBED) & (m.clump_count <= 3)
+  visible = plain & (volunteers.visible_ring_strength(m) > 0.8)
+  none = plain & ~m.has_ring
+  assert visible.sum() > 50
+  assert probs[visible, 0].mean() > 0.6 > 0.2 > probs[none, 0].mean()
+
+
+def test_rings_come_with_bars():
+  m = morph.sample_morphology(100_000, np.random.default_rng(5),
+                              ring_probability=0.2)
+  face = (m.kind == morph.DISK) & ~m.edge_on
+  barred, unbarred = face & (m.bar > 0), face & (m.bar == 0)
+  assert m.has_ring[face].mean() == pytest.approx(0.2, abs=0.01)
+  ratio = m.has_ring[barred].mean() / m.has_ring[unbarred].mean()
+  assert ratio == pytest.approx(morph.RING_BAR_RATIO, rel=0.1)
+  assert not m.has_ring[~face].any()
+  # Rings are a minority; inner rings the commonest type.
+  ringed = m.has_ring
+  assert np.mean(m.ring_type[ringed] == morph.INNER_RING) > 0.6
+  assert np.all((m.ring_type == morph.NO_RING) == ~ringed)
+
+
+def test_ring_chances_keep_the_mean_and_cap_at_one():
+  for p in (0.0, 0.1, 0.2, 0.5, 0.65, 0.9, 1.0):
+    unbarred, barred = morph.ring_chances(p)
+    assert 0.0 <= unbarred <= barred <= 1.0
+    mean = morph.BAR_FRACTION * barred + (1 - morph.BAR_FRACTION) * unbarred
+    assert mean == pytest.approx(p)
+  unbarred, barred = morph.ring_chances(0.2)
+  assert barred == pytest.approx(morph.RING_BAR_RATIO * unbarred)
+  assert morph.ring_chances(0.9)[1] == 1.0  # Past the cap: all barred.
+
+
+def test_inner_rings_sit_at_the_bar_end_and_outer_rings_twice_out():
+  m = morph.sample_morphology(50_000, np.random.default_rng(6),
+                              ring_probability=0.5)
+  barred = m.bar > 0
+  assert np.all((m.bar_length > 0) == barred)
+  lo, hi = morph.BAR_LENGTH_RANGE
+  assert np.all((m.bar_length[barred] >= lo) & (m.bar_length[barred] <= hi))
+  inner = m.has_ring & (m.ring_type == morph.INNER_RING)
+  outer = m.has_ring & (m.ring_type == morph.OUTER_RING)
+  at_bar = m.ring_radius[inner & barred] / m.bar_length[inner & barred]
+  assert at_bar.size > 1000
+  assert np.all((at_bar >= 1.0) & (at_bar <= morph.BAR_END_RANGE[1] + 1e-9))
+  free = m.ring_radius[inner & ~barred]
+  assert np.all((free >= 0.8) & (free <= 1.3))
+  # Outer rings at ~1.6-2.4x the inner scale (unless clipped to the image).
+  out_at_bar = m.ring_radius[outer & barred] / m.bar_length[outer & barred]
+  clipped = np.isclose(m.ring_radius * m.radius, morph.MAX_RING_EXTENT)
+  assert np.all(out_at_bar[~clipped[outer & barred]] >= 1.6 - 1e-9)
+  assert np.all(out_at_bar <= 2.4 + 1e-9)
+  assert np.median(m.ring_radius[outer]) > 1.6 * np.median(m.ring_radius[inner])
+  assert np.all(m.ring_radius * m.radius <= morph.MAX_RING_EXTENT + 1e-9)
+
+
+def test_partial_rings_and_their_coverage():
+  m = morph.sample_morphology(50_000, np.random.default_rng(8),
+                              ring_probability=0.5)
+  c = m.ring_completeness[m.has_ring]
+  partial = c < 1.0
+  assert 0.35 < partial.mean() < 0.6
+  lo, hi = morph.PARTIAL_COVERAGE_RANGE
+  assert np.all((c[partial] >= lo) & (c[partial] <= hi))
+  outer = m.ring_type[m.has_ring] == morph.OUTER_RING
+  assert partial[outer].mean() > partial[~outer].mean()  # Pseudo-rings.
+  assert np.all(m.ring_completeness[~m.has_ring] == 0.0)
+  lo, hi = morph.RING_STRENGTH_RANGE
+  assert np.all((m.ring[m.has_ring] >= lo) & (m.ring[m.has_ring] <= hi))
+
+
+def test_morphology_is_deterministic_from_the_seed():
+  a = morph.sample_morphology(2000, np.random.default_rng(9))
+  b = morph.sample_morphology(2000, np.random.default_rng(9))
+  for name, value in a.to_dict().items():
+    np.testing.assert_array_equal(value, getattr(b, name), err_msg=name)
 
 
 def test_the_ring_question_is_not_in_gz_evo():

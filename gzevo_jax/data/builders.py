@@ -4,7 +4,8 @@
   gz_evo/synthetic_tiny   smoke runs and tests: 600 galaxies, 32 px
   gz_evo/synthetic_large  for experiments: 60k galaxies, 128 px
   gz_evo/real, real_128   GZ-Evo from `manual_dir` (224 px, 128 px)
-  gz_rings/synthetic      the downstream rings task, 64 px (and _tiny)
+  gz_rings/synthetic      the downstream rings task: 21k disks, 64 px (and
+                          _tiny, 400 at 32 px; _large, the same at 128 px)
   gz_rings/real           GZ Rings from `manual_dir`
 
 Build from Python (`tfds.builder('gz_evo/synthetic').download_and_prepare()`
@@ -189,11 +190,19 @@ class GzEvo(_GalaxyBuilder):
   morphology behind the votes.
   """
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '1.1.0': ('Synthetic: volunteers see a ring only as clearly as the '
                 'image shows it.'),
+      '1.2.0': ('Synthetic: rings as in real disks: a minority (20% of '
+                'face-visible disks), 3x likelier in barred ones; inner rings '
+                'at the end of the bar (its length now a true parameter, '
+                '`truth/bar_length`, 0.8-1.3 half-light radii), outer rings '
+                'at ~2x; partial pseudo-rings (`truth/ring_completeness`, '
+                '`truth/ring_type`); fainter. Volunteers see a ring by its '
+                'contrast against the disk, bulge and sky noise beneath it '
+                '(GZ2 "something odd").'),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = real.GZ_EVO_INSTRUCTIONS
   BUILDER_CONFIGS = [
@@ -253,19 +262,36 @@ class GzRings(_GalaxyBuilder):
   ring_fraction > 0.5); synthetic configs also `truth`.
   """
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('2.0.0')
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '1.1.0': ('Synthetic: volunteers see a ring only as clearly as the '
                 'image shows it.'),
+      '2.0.0': ('Synthetic: 21,000 bright face-visible disks (test split '
+                '2,065); rings come with bars (81% of barred disks ringed, '
+                '41% of unbarred ones), inner rings at the bar end, outer '
+                'rings at ~2x, partial pseudo-rings, fainter rings; a ring is '
+                'seen by its contrast against the disk, bulge and sky noise '
+                'beneath it: about 23% labelled ringed (was 39%), and the '
+                'label now correlates with bar strength and bulge fraction. '
+                'New truth fields bar_length, ring_type, ring_completeness.'),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = real.RINGS_INSTRUCTIONS
   BUILDER_CONFIGS = [
-      GalaxyConfig(name='synthetic', num_galaxies=6_000, seed=1, description=(
-          'Rendered disk galaxies, about 40% visibly ringed, 64 px.')),
-      GalaxyConfig(name='synthetic_tiny', image_size=32, num_galaxies=400,
-                   seed=1, galaxies_per_unit=100, description=(
-                       'Smoke tests: 400 galaxies at 32 px.')),
+      GalaxyConfig(name='synthetic', num_galaxies=synthetic.RINGS_NUM_GALAXIES,
+                   seed=synthetic.RINGS_SEED, description=(
+                       'Rendered bright disk galaxies, about 23% visibly '
+                       'ringed, 64 px.')),
+      GalaxyConfig(name='synthetic_tiny', image_size=32,
+                   num_galaxies=synthetic.RINGS_TINY_NUM_GALAXIES,
+                   seed=synthetic.RINGS_SEED, galaxies_per_unit=100,
+                   description=('Smoke tests: 400 galaxies at 32 px.')),
+      GalaxyConfig(name='synthetic_large', image_size=128,
+                   num_galaxies=synthetic.RINGS_NUM_GALAXIES,
+                   seed=synthetic.RINGS_SEED, description=(
+                       'The same galaxies as synthetic, at 128 px (for '
+                       'experiments at the resolution of '
+                       'gz_evo/synthetic_large).')),
       GalaxyConfig(name='real', source='real', image_size=224,
                    image_format='jpeg', description=(
                        'GZ Rings from manual_dir, 224 px.')),

@@ -5,9 +5,10 @@ galaxy's true morphology into the chance that one volunteer picks each
 answer. Three things make it realistic:
 
   * visibility: a feature is seen with probability `clarity(strength, size,
-    snr)`, which falls for faint, small or weak features; a volunteer who
-    does not see it gives the question's "can't see it" answer (smooth, no,
-    none, can't tell);
+    snr)`, which falls for faint, small or weak features (a ring: with
+    probability `visible_ring_strength`, from its contrast in the image); a
+    volunteer who does not see it gives the question's "can't see it" answer
+    (smooth, no, none, can't tell);
   * soft truths: answers on a continuum (bulge size, roundness, winding,
     inclination) blur into their neighbours near the boundaries;
   * disagreement: every galaxy mixes in a random preference of weight 5-20%.
@@ -26,6 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from gzevo_jax.data import morphology as morph
+from gzevo_jax.data import render
 from gzevo_jax.data.morphology import Morphology
 from gzevo_jax.schema import Schema
 
@@ -60,17 +62,46 @@ def clarity(strength: np.ndarray, morphology: Morphology) -> np.ndarray:
   return signal**2 / (signal**2 + 12.0**2)
 
 
-def visible_ring_strength(m: Morphology) -> np.ndarray:
-  """Ring strength (0-1) as the image shows it, for `clarity`.
+# How a ring shows (see `visible_ring_strength`): sky-noise sigmas counted
+# beneath the ring, the effective contrast at which a ring is seen half the
+# time, and the steepness. Set by eye on 64 px renders: a ring that adds less
+# light than lies beneath it (contrast < 1) is rarely seen; one that adds 2-3
+# times as much is obvious.
+RING_SKY_SIGMAS = 2.0
+RING_CONTRAST_HALF = 0.75
+RING_CONTRAST_STEEPNESS = 4.0
 
-  `m.ring` alone overstates what a volunteer sees: a ring lit by little
-  non-bulge light sits under a bright bulge; one at the disk's own radius
-  blends into the disk; an inclined ring is squashed onto the disk.
+
+def visible_ring_strength(m: Morphology) -> np.ndarray:
+  """Ring visibility (0-1) as the image shows it: the chance one sees it.
+
+  `m.ring` alone overstates what a volunteer sees. What shows is the ring's
+  contrast C against what lies beneath it at its radius
+  (`render.ring_contrast`, as the renderer draws them): the disk and bulge
+  light, so an inner ring on bright disk (and bulge) light needs more light
+  of its own to be seen, and an outer ring on the faint outer disk stands
+  out with less; and RING_SKY_SIGMAS of sky noise over a patch of the ring,
+  so a faint ring is lost at low signal-to-noise, and a small galaxy's ring,
+  blurred by the PSF, shows less. The contrast is weakened by the ring's
+  completeness c (an arc covering 40% of the azimuth is a weak hint of a
+  ring, easily taken for an arm) and by inclination (an inclined ring is
+  squashed onto the disk; rings stay recognisable to ~60 degrees, so the
+  square root of cos(i)). Perception of contrast has a threshold, so the
+  effective contrast x = C * c * sqrt(cos(i)) shows through a steep Hill
+  function:
+
+      x^k / (x^k + RING_CONTRAST_HALF^k),  k = RING_CONTRAST_STEEPNESS.
+
+  Unlike other features' strengths it is not passed through `clarity`:
+  signal-to-noise and size are already in C.
   """
-  light = 1.0 - m.bulge_fraction  # The ring takes a share of the disk light.
-  separation = np.clip((m.ring_radius - 1.0) / 0.6, 0.0, 1.0)
-  projection = np.cos(m.inclination)
-  return np.maximum(m.ring, 0.0) * light * separation * projection
+  contrast = render.ring_contrast(m, render.RenderOptions(),
+                                  sky_sigmas=RING_SKY_SIGMAS)
+  completeness = np.clip(m.ring_completeness, 0.0, 1.0)
+  projection = np.sqrt(np.clip(np.cos(m.inclination), 0.0, 1.0))
+  x = contrast * completeness * projection
+  xk = (x / RING_CONTRAST_HALF)**RING_CONTRAST_STEEPNESS
+  return np.where(m.has_ring, xk / (1.0 + xk), 0.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -123,7 +154,8 @@ def _yes_no(answers: tuple[str, ...], p_yes: np.ndarray) -> np.ndarray:
 
 def _featureness(m: Morphology) -> np.ndarray:
   """How much a disk shows itself as more than a smooth blob, 0-1."""
-  structure = np.maximum.reduce([m.arm_strength, m.bar, m.ring,
+  structure = np.maximum.reduce([m.arm_strength, m.bar,
+                                 visible_ring_strength(m),
                                  np.minimum(m.clump_count / 3.0, 1.0)])
   featured = 0.5 * (1.0 - m.bulge_fraction) + 0.5 * structure
   return np.where(m.edge_on, 1.0, featured)
@@ -253,10 +285,12 @@ def _merging(m: Morphology, answers: tuple[str, ...]):
 
 def _something_odd(m: Morphology, answers: tuple[str, ...]):
   # GZ2's odd features include rings, disturbance, mergers and irregulars.
-  odd = np.maximum.reduce([visible_ring_strength(m), 0.3 * m.merger,
-                           np.where(m.clump_count > 3, 0.6, 0.0)])
-  truth = _yes_no(answers, (odd > 0).astype(float))
-  vis = np.where(odd > 0, clarity(odd, m), 1.0)
+  ring_seen = visible_ring_strength(m)  # Already a chance of seeing it.
+  other = np.maximum(0.3 * m.merger, np.where(m.clump_count > 3, 0.6, 0.0))
+  other_seen = np.where(other > 0, clarity(other, m), 0.0)
+  odd = (ring_seen > 0) | (other > 0)
+  truth = _yes_no(answers, odd.astype(float))
+  vis = np.where(odd, 1.0 - (1.0 - ring_seen) * (1.0 - other_seen), 1.0)
   return truth, vis, _fallback(answers, 'no')
 
 
@@ -431,8 +465,8 @@ def ring_votes(m: Morphology, rng: np.random.Generator) -> np.ndarray:
   Not part of GZ-Evo's 206 answers: it is the downstream task.
   """
   n = m.num_galaxies
-  vis = clarity(visible_ring_strength(m), m)
-  has_ring = (m.ring > 0).astype(float)
+  vis = visible_ring_strength(m)
+  has_ring = m.has_ring.astype(float)
   p_yes = vis * has_ring + (1.0 - vis) * 0.05
   disagreement = rng.uniform(*DISAGREEMENT_RANGE, n)
   p_yes = (1.0 - disagreement) * p_yes + disagreement * rng.random(n)
