@@ -115,7 +115,7 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
 
 
 DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes',
-                    'label_efficiency')
+                    'label_efficiency', 'ablation')
 
 
 def encoder_evaluation_config(task: str) -> ml_collections.ConfigDict:
@@ -333,6 +333,22 @@ def get_dotted(tree, dotted: str):
   for part in dotted.split('.'):
     tree = tree[part]
   return tree
+
+
+def set_dotted(config: ml_collections.ConfigDict, dotted: str, value) -> None:
+  """config.a.b = value for 'a.b'; a dict value replaces a whole subtree.
+
+  Raises ValueError listing the valid fields when 'a.b' is not a field.
+  """
+  message = unknown_field_message(config, dotted)
+  if message:
+    raise ValueError(message)
+  *parents, leaf = dotted.split('.')
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = (ml_collections.ConfigDict(value) if isinstance(value, dict)
+                else value)
 
 
 def unknown_field_message(config: ml_collections.ConfigDict,

@@ -240,11 +240,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       variables, info = train_classifier(model, variables,
                                          splits['train'].take(index),
                                          splits['validation'], config, seed)
-      metrics = probe_lib.classification_metrics(
-          splits['test'].labels,
-          predict_proba(model, variables, splits['test'].images))
+      prob = predict_proba(model, variables, splits['test'].images)
+      metrics = probe_lib.classification_metrics(splits['test'].labels, prob)
       rows.append({'budget': len(index), 'seed': seed,
-                   'method': f'finetune_{config.init}', **metrics, **info})
+                   'method': f'finetune_{config.init}', **metrics, **info,
+                   'test_predicted': linear_probe.predicted_classes(prob)})
     logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
                  config.num_seeds, time.perf_counter() - start)
   results = {'config': config.to_dict(),
@@ -252,7 +252,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
              'pretrained_step': step,
              'pretrained_objective': pretrained.objective,
              'encoder': pretrained.model.encoder, 'image_size': image_size,
-             'runs': rows, 'summary': linear_probe.summarise(rows)}
+             'runs': rows, 'summary': linear_probe.summarise(rows),
+             'test_labels': [int(v) for v in splits['test'].labels]}
   linear_probe.write_results(results, workdir)
   return results
 

@@ -49,12 +49,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f'choose one of {", ".join(EVALUATIONS)}')
 
 
-def pretrain_config(config: ml_collections.ConfigDict,
-                    arm: str) -> ml_collections.ConfigDict:
-  """The arm's pretraining config, with this experiment's variant."""
+def pretrain_config(config: ml_collections.ConfigDict, arm: str,
+                    variant: str | None = None) -> ml_collections.ConfigDict:
+  """The arm's pretraining config, with this experiment's variant.
+
+  `variant` (e.g. 'paper') is applied before `config.pretrain_variant` (the
+  scale, e.g. 'smoke').
+  """
   spec = os.path.join(config.config_dir or CONFIG_DIR, f'{arm}.py')
-  if config.pretrain_variant:
-    spec += f':{config.pretrain_variant}'
+  variants = [v for v in (variant, config.pretrain_variant) if v]
+  if variants:
+    spec += ':' + '+'.join(variants)
   pretrain = config_lib.load_config_file(spec)
   pretrain.data.data_dir = config.data.data_dir
   pretrain.knn_monitor.every_steps = 0  # The experiment evaluates properly.

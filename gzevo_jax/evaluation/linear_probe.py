@@ -56,12 +56,15 @@ def evaluate_budget(splits: dict[str, features_lib.Features],
                               val.labels[key],
                               c_grid=list(config.probe.c_grid),
                               max_iter=config.probe.max_iter)
+  probe_prob = probe.predict_proba(test.features)
   results = {
-      'linear_probe':
-          probe_lib.classification_metrics(test.labels[key],
-                                           probe.predict_proba(test.features))
+      'linear_probe': {
+          **probe_lib.classification_metrics(test.labels[key], probe_prob),
+          'C': float(probe.c),
+          'validation_balanced_accuracy': float(probe.val_balanced_accuracy),
+          'test_predicted': predicted_classes(probe_prob),
+      }
   }
-  results['linear_probe']['C'] = float(probe.c)
   num_classes = int(max(train.labels[key].max(), test.labels[key].max())) + 1
   k = min(config.knn.k, len(index))
   knn_prob = knn_lib.knn_predict(x,
@@ -70,8 +73,16 @@ def evaluate_budget(splits: dict[str, features_lib.Features],
                                  k=k,
                                  temperature=config.knn.temperature,
                                  num_classes=num_classes)
-  results['knn'] = probe_lib.classification_metrics(test.labels[key], knn_prob)
+  results['knn'] = {
+      **probe_lib.classification_metrics(test.labels[key], knn_prob),
+      'test_predicted': predicted_classes(knn_prob)}
   return results
+
+
+def predicted_classes(prob: np.ndarray) -> list[int]:
+  """Each test galaxy's predicted class, kept with the results so that
+  differences between arms can be bootstrapped over the same galaxies."""
+  return [int(c) for c in np.argmax(np.asarray(prob), axis=1)]
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -108,7 +119,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   results = {
       'config': config.to_dict(),
       **facts, 'runs': rows,
-      'summary': summarise(rows)
+      'summary': summarise(rows),
+      'test_labels': [int(v) for v in
+                      splits['test'].labels[config.data.label_key]],
   }
   write_results(results, workdir)
   return results

@@ -1,0 +1,418 @@
+"""Why does the hybrid not win? One factor at a time, every pretraining arm.
+
+  python -m gzevo_jax.main --config=configs/ablation.py
+  python -m gzevo_jax.main --config=configs/ablation.py:smoke
+
+Each factor of `config.factors` is a list of levels; a level changes the
+pretraining config of some arms (the others keep the current recipe). Every
+distinct (arm, variant, overrides) is one stage: pretrained once (same
+steps, batch and data for every arm within a level: matched compute),
+scored by the linear probe at every budget and seed, and reused by every
+factor that needs it, also when the command is rerun. The direct baseline
+(the same encoder trained from scratch on the downstream labels) is trained
+once. Writes ablation.md: a table per factor with mean ± std over seeds for
+each arm, and for the differences that matter (hybrid - supervised, hybrid -
+contrastive, best pretrained - direct) the mean and a 95% interval from a
+paired bootstrap over seeds and test galaxies.
+
+Learning rates of the optimizer factor are picked per arm and optimizer on
+the validation split (the probe's validation balanced accuracy with all
+labels), never on test; so is the "best pretrained" arm.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from gzevo_jax import config_lib
+from gzevo_jax import train
+from gzevo_jax.data import augment
+from gzevo_jax.evaluation import finetune
+from gzevo_jax.evaluation import label_efficiency
+from gzevo_jax.evaluation import linear_probe
+
+ARMS = label_efficiency.PRETRAINED_ARMS
+FACTORS = ('recipe', 'weighting', 'head_views', 'augment', 'length',
+           'optimizer', 'width', 'image_size')
+DIFFERENCES = (('hybrid', 'supervised'), ('hybrid', 'contrastive'),
+               ('best pretrained', 'direct'))
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One pretraining run and its probe: an arm, a variant and overrides."""
+  arm: str
+  variant: str = ''
+  overrides: tuple[tuple[str, Any], ...] = ()
+  downstream: Optional[str] = None  # None: config.data.dataset.
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+  """A factor's level: the stage of each arm (a list: the lr grid)."""
+  name: str
+  stages: dict[str, list[Stage]]
+  varied: tuple[str, ...] = ARMS  # Arms this level changes.
+  lr_grid: bool = False  # Stages are config.lr_multipliers, picked on val.
+
+
+def _overrides(**fields) -> tuple[tuple[str, Any], ...]:
+  """Dotted-field overrides as a sorted, hashable tuple ('a__b' -> 'a.b')."""
+  return tuple(sorted((k.replace('__', '.'), v) for k, v in fields.items()))
+
+
+def _same_for_all(name: str, variant: str = '', **fields) -> Level:
+  return Level(name, {arm: [Stage(arm, variant, _overrides(**fields))]
+                      for arm in ARMS})
+
+
+def _hybrid_only(name: str, **fields) -> Level:
+  stages = {arm: [Stage(arm)] for arm in ARMS}
+  stages['hybrid'] = [Stage('hybrid', '', _overrides(**fields))]
+  return Level(name, stages, varied=('hybrid',))
+
+
+def scaled_duration(text: str, factor: float) -> str:
+  """'5 epochs' x 4 -> '20 epochs' (steps stay whole numbers)."""
+  number, unit = str(text).split()
+  value = float(number) * factor
+  if unit.startswith('step'):
+    return f'{int(round(value))} steps'
+  return f'{value:g} epochs'
+
+
+def _optimizer_level(config: ml_collections.ConfigDict, name: str) -> Level:
+  """Each arm with optimizer `name`, one stage per learning rate of the grid."""
+  settings = config.optimizers[name]
+  stages = {}
+  for arm in ARMS:
+    stages[arm] = [
+        Stage(arm, '', _overrides(
+            optimizer__name=name,
+            optimizer__base_learning_rate=settings.base_learning_rate * m,
+            optimizer__lr_reference_batch_size=settings.lr_reference_batch_size,
+            optimizer__weight_decay=settings.weight_decay))
+        for m in config.lr_multipliers]
+  return Level(name, stages, lr_grid=True)
+
+
+def factor_levels(config: ml_collections.ConfigDict, factor: str,
+                  base_duration: str) -> list[Level]:
+  """The levels of one factor; the first is the current recipe."""
+  current = _same_for_all('current')
+  if factor == 'recipe':
+    return [current, _same_for_all('paper', variant='paper')]
+  if factor == 'weighting':
+    return [_hybrid_only(f'{"rescaled" if rescale else "plain"} w={w:g}',
+                         loss__rescale_supervised=rescale,
+                         loss__supervised_weight=float(w))
+            for rescale in (False, True) for w in config.supervised_weights]
+  if factor == 'head_views':
+    return [_hybrid_only(f'head on {views}', loss__supervised_views=views)
+            for views in ('both', 'first')]
+  if factor == 'augment':
+    paper = augment.paper_augment_config()
+    return [current, _same_for_all(
+        'paper', **{f'data__augment__{k}': v for k, v in paper.items()})]
+  if factor == 'length':
+    return [current, _same_for_all(
+        f'{config.length_multiplier:g}x',
+        train_duration=scaled_duration(base_duration,
+                                       config.length_multiplier))]
+  if factor == 'optimizer':
+    return [_optimizer_level(config, name) for name in config.optimizers]
+  if factor == 'width':
+    return [_same_for_all(f'x{w:g}', model__width_multiplier=float(w))
+            for w in config.widths]
+  if factor == 'image_size':
+    return [_image_size_level(config, level) for level in config.image_sizes]
+  raise ValueError(f'unknown ablation factor {factor!r}; choose from '
+                   f'{", ".join(FACTORS)}')
+
+
+def _image_size_level(config: ml_collections.ConfigDict,
+                      level: ml_collections.ConfigDict) -> Level:
+  fields = _overrides(data__dataset=level.pretrain_dataset,
+                      data__image_size=level.image_size,
+                      train_duration=config.image_size_train_duration)
+  return Level(f'{level.image_size} px', {
+      arm: [Stage(arm, '', fields, level.downstream_dataset)] for arm in ARMS})
+
+
+def stage_pretrain_config(config: ml_collections.ConfigDict,
+                          stage: Stage) -> ml_collections.ConfigDict:
+  """The arm's config with the stage's variant and overrides applied."""
+  pretrain = label_efficiency.pretrain_config(config, stage.arm,
+                                              stage.variant or None)
+  for field, value in stage.overrides:
+    config_lib.set_dotted(pretrain, field, copy.deepcopy(value))
+  pretrain.keep_checkpoints = 1  # Dozens of stages: keep disk use small.
+  return pretrain
+
+
+def stage_name(config: ml_collections.ConfigDict, stage: Stage) -> str:
+  """'<arm>-<hash of the resolved pretraining config and downstream task>'.
+
+  Levels that resolve to the same config (e.g. plain w=1 and the current
+  hybrid) share one stage, run once.
+  """
+  pretrain = stage_pretrain_config(config, stage).to_dict()
+  del pretrain['run_name']
+  spec = json.dumps([pretrain, stage.downstream or config.data.dataset],
+                    sort_keys=True, default=str)
+  return f'{stage.arm}-{hashlib.sha1(spec.encode()).hexdigest()[:10]}'
+
+
+def run_stage(config: ml_collections.ConfigDict, stage: Stage,
+              workdir: str) -> dict[str, Any]:
+  """Pretrains (or resumes) and probes one stage; results are cached."""
+  name = stage_name(config, stage)
+  stage_dir = os.path.join(workdir, 'stages', name)
+  results_path = os.path.join(stage_dir, 'probe', 'results.json')
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      return json.load(f)
+  start = time.perf_counter()
+  os.makedirs(stage_dir, exist_ok=True)
+  with open(os.path.join(stage_dir, 'stage.json'), 'w') as f:
+    json.dump(dataclasses.asdict(stage), f, indent=1, default=str)
+  logging.info('ablation stage %s: %s %s %s', name, stage.arm,
+               stage.variant, stage.overrides)
+  pretrain_dir = os.path.join(stage_dir, 'pretrain')
+  train.train_and_evaluate(stage_pretrain_config(config, stage), pretrain_dir)
+  probe_config = label_efficiency.evaluation_config(config, 'linear_probe',
+                                                    pretrain_dir)
+  if stage.downstream:
+    probe_config.data.dataset = stage.downstream
+  results = linear_probe.run(probe_config, os.path.join(stage_dir, 'probe'))
+  results['wall_time_s'] = time.perf_counter() - start
+  with open(results_path, 'w') as f:
+    json.dump(results, f, indent=1, default=float)
+  return results
+
+
+def run_direct(config: ml_collections.ConfigDict,
+               workdir: str) -> dict[str, Any]:
+  """The direct baseline on the current recipe's encoder (cached)."""
+  out_dir = os.path.join(workdir, 'direct')
+  path = os.path.join(out_dir, 'results.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  start = time.perf_counter()
+  run_stage(config, Stage('hybrid'), workdir)  # The encoder it copies.
+  direct = label_efficiency.evaluation_config(
+      config, 'finetune', os.path.join(
+          workdir, 'stages', stage_name(config, Stage('hybrid')), 'pretrain'))
+  finetune.as_direct_baseline(direct)
+  results = finetune.run(direct, out_dir)
+  results['wall_time_s'] = time.perf_counter() - start
+  with open(path, 'w') as f:
+    json.dump(results, f, indent=1, default=float)
+  return results
+
+
+# ---------------------------------------------------------------------------
+# Statistics.
+
+
+def method_runs(results: dict[str, Any], method: str) -> dict[int, list]:
+  """{budget: runs sorted by seed} of one method in a results.json."""
+  out = {}
+  for row in results['runs']:
+    if row['method'] == method:
+      out.setdefault(row['budget'], []).append(row)
+  return {b: sorted(rows, key=lambda r: r['seed']) for b, rows in out.items()}
+
+
+def correct_matrix(runs: list[dict], labels: np.ndarray) -> np.ndarray:
+  """bool [seeds, test galaxies]: whether each seed's fit got each right."""
+  return np.stack([np.asarray(r['test_predicted']) == labels for r in runs])
+
+
+def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray,
+                      rng: np.random.Generator, num_resamples: int = 2000,
+                      level: float = 0.95) -> dict[str, float]:
+  """Mean accuracy difference a - b and its bootstrap interval.
+
+  Both arms were scored on the same test galaxies with the same labelled
+  subsets (one per seed), so the difference is paired: each resample draws
+  seeds and test galaxies with replacement and takes the mean over the
+  drawn seeds of the difference in accuracy on the drawn galaxies. The
+  interval covers the noise of the test sample and of the labelled subsets;
+  pretraining itself is one run per arm.
+  """
+  if correct_a.shape != correct_b.shape:
+    raise ValueError(f'paired results differ in shape: {correct_a.shape} vs '
+                     f'{correct_b.shape}')
+  diff = correct_a.astype(np.float64) - correct_b.astype(np.float64)
+  seeds, n = diff.shape
+  seed_draw = rng.integers(0, seeds, (num_resamples, seeds))
+  galaxy_draw = rng.integers(0, n, (num_resamples, n))
+  per_seed = diff[:, galaxy_draw].mean(axis=2)  # [seeds, resamples]
+  samples = np.take_along_axis(per_seed.T, seed_draw, axis=1).mean(axis=1)
+  tail = (1.0 - level) / 2.0 * 100.0
+  low, high = np.percentile(samples, [tail, 100.0 - tail])
+  return {'mean': float(diff.mean()), 'low': float(low), 'high': float(high)}
+
+
+def pick_by_validation(candidates: list[dict[str, Any]]) -> int:
+  """Index of the probe results with the best validation balanced accuracy.
+
+  Uses the largest budget's mean over seeds; ties go to the first.
+  """
+  scores = []
+  for results in candidates:
+    by_budget = method_runs(results, 'linear_probe')
+    rows = by_budget[max(by_budget)]
+    scores.append(np.mean([r['validation_balanced_accuracy'] for r in rows]))
+  return int(np.argmax(scores))
+
+
+def level_rows(level: Level, results: dict[str, list[dict]],
+               direct: Optional[dict[str, Any]], config) -> list[dict]:
+  """One table row per budget: each arm's accuracy and the differences."""
+  rng = np.random.default_rng(config.bootstrap_seed)
+  chosen = {arm: results[arm][pick_by_validation(results[arm])]
+            for arm in ARMS}
+  labels = np.asarray(chosen['hybrid']['test_labels'])
+  arm_runs = {arm: method_runs(r, 'linear_probe') for arm, r in chosen.items()}
+  direct_runs = None
+  if direct is not None and direct['test_labels'] == list(labels):
+    direct_runs = method_runs(direct, 'finetune_scratch')
+  rows = []
+  for budget in sorted(arm_runs['hybrid']):
+    runs = {arm: arm_runs[arm][budget] for arm in ARMS}
+    if direct_runs is not None and budget in direct_runs:
+      runs['direct'] = direct_runs[budget]
+    correct = {k: correct_matrix(v, labels) for k, v in runs.items()}
+    best = max(ARMS, key=lambda a: np.mean(
+        [r['validation_balanced_accuracy'] for r in runs[a]]))
+    correct['best pretrained'] = correct[best]
+    row = {'budget': budget, 'best': best,
+           'accuracy': {k: (float(np.mean([r['accuracy'] for r in v])),
+                            float(np.std([r['accuracy'] for r in v])))
+                        for k, v in runs.items()},
+           'differences': {}}
+    for a, b in DIFFERENCES:
+      if a in correct and b in correct:
+        row['differences'][f'{a} - {b}'] = paired_difference(
+            correct[a], correct[b], rng, config.bootstrap_resamples)
+    rows.append(row)
+  return rows
+
+
+# ---------------------------------------------------------------------------
+# The table.
+
+
+def _cell(mean_std: Optional[tuple[float, float]], mark: str = '') -> str:
+  if mean_std is None:
+    return ''
+  return f'{mean_std[0]:.3f} ± {mean_std[1]:.3f}{mark}'
+
+
+def _difference_cell(d: Optional[dict[str, float]]) -> str:
+  if d is None:
+    return 'n/a'
+  return f'{d["mean"]:+.3f} [{d["low"]:+.3f}, {d["high"]:+.3f}]'
+
+
+def factor_table(factor: str, levels: list[Level],
+                 rows: dict[str, list[dict]], chosen_lr: dict) -> str:
+  """Markdown: levels and budgets down; arms and differences across."""
+  head = ['level', 'labels', 'direct', *ARMS,
+          *(f'{a} − {b}' for a, b in DIFFERENCES)]
+  lines = [f'### {factor}', '', '| ' + ' | '.join(head) + ' |',
+           '|---' * len(head) + '|']
+  for level in levels:
+    for row in rows[level.name]:
+      acc = row['accuracy']
+      cells = [level.name + chosen_lr.get(level.name, ''),
+               str(row['budget']), _cell(acc.get('direct'))]
+      cells += [_cell(acc[arm], '' if arm in level.varied else ' †')
+                for arm in ARMS]
+      cells += [_difference_cell(row['differences'].get(f'{a} - {b}'))
+                for a, b in DIFFERENCES]
+      lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def _lr_note(level: Level, results: dict[str, list[dict]],
+             config: ml_collections.ConfigDict) -> str:
+  """' (lr ×0.5/×1/×2)': the learning-rate multiplier picked per arm."""
+  if not level.lr_grid:
+    return ''
+  picks = [f'×{config.lr_multipliers[pick_by_validation(results[arm])]:g}'
+           for arm in ARMS]
+  return f' (lr {"/".join(picks)})'
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming a bad field before anything runs."""
+  label_efficiency.validate(config)
+  for factor in config.factors:
+    if factor not in FACTORS:
+      raise ValueError(f'config.factors has {factor!r}; choose from '
+                       f'{", ".join(FACTORS)}')
+  for name in config.optimizers:
+    if name not in ('lars', 'adamw', 'sgd'):
+      raise ValueError(f'config.optimizers has {name!r}; choose from lars, '
+                       'adamw, sgd')
+  if not config.lr_multipliers:
+    raise ValueError('config.lr_multipliers must not be empty')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs every factor's stages (reusing finished ones), writes ablation.md."""
+  validate(config)
+  start = time.perf_counter()
+  base_duration = label_efficiency.pretrain_config(
+      config, 'hybrid').train_duration
+  sections, summary = [], {}
+  direct = run_direct(config, workdir) if config.direct else None
+  for factor in config.factors:
+    levels = factor_levels(config, factor, base_duration)
+    rows, notes = {}, {}
+    for level in levels:
+      results = {arm: [run_stage(config, s, workdir) for s in stages]
+                 for arm, stages in level.stages.items()}
+      rows[level.name] = level_rows(level, results, direct, config)
+      notes[level.name] = _lr_note(level, results, config)
+    sections.append(factor_table(factor, levels, rows, notes))
+    summary[factor] = rows
+    _write(workdir, sections, config, time.perf_counter() - start)
+  return {'factors': summary, 'table': '\n'.join(sections)}
+
+
+def _write(workdir: str, sections: list[str],
+           config: ml_collections.ConfigDict, wall_s: float) -> None:
+  """ablation.md with the tables so far (rewritten after every factor)."""
+  stage_times = []
+  for root, _, files in os.walk(os.path.join(workdir, 'stages')):
+    if 'results.json' in files and root.endswith('probe'):
+      with open(os.path.join(root, 'results.json')) as f:
+        stage_times.append(json.load(f).get('wall_time_s', 0.0))
+  header = (
+      f'Test accuracy of the linear probe on {config.data.dataset} (mean ± '
+      f'std over {config.num_seeds} seeds of the labelled subset); '
+      'differences: mean [95% interval, paired bootstrap over seeds and '
+      'test galaxies]. † = this arm is not changed by the level (current '
+      'recipe). direct = the current encoder trained from scratch on the '
+      'labels (finetune); best pretrained = the arm with the best '
+      'validation balanced accuracy. This command: '
+      f'{wall_s / 60:.1f} min; all {len(stage_times)} stages: '
+      f'{sum(stage_times) / 60:.1f} min of pretraining and probing.\n')
+  with open(os.path.join(workdir, 'ablation.md'), 'w') as f:
+    f.write(header + '\n' + '\n'.join(sections))
+  logging.info('wrote %s', os.path.join(workdir, 'ablation.md'))
