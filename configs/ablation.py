@@ -8,52 +8,53 @@ pretraining arm on matched compute, each stage scored by the linear probe at
 100 / 750 / all labels over 3 seeds; writes ablation.md (a table per factor)
 to the workdir (default runs/ablation). Finished stages are reused when the
 command is rerun, so an interrupted run resumes and factors can be added.
+The fields it shares with the label-efficiency experiment (data, budgets,
+seeds, probe, finetune for the direct baseline) come from
+configs/label_efficiency.py.
 """
 
-import copy
 import os
 
 import ml_collections
 
 from gzevo_jax import config_lib
 
+_SHARED_SMOKE_FIELDS = ('pretrain_variant', 'data', 'budgets', 'num_seeds',
+                        'probe', 'finetune')
 
-def _sibling(name):
-  return config_lib.load_config_file(os.path.join(os.path.dirname(__file__),
-                                                  name))
+
+def _label_efficiency(variant=''):
+  path = os.path.join(os.path.dirname(__file__), 'label_efficiency.py')
+  return config_lib.load_config_file(path + (f':{variant}' if variant else ''))
+
+
+def _image_size(size, pretrain_dataset, downstream_dataset):
+  """An image_size level: pretraining data and size, downstream task."""
+  return ml_collections.ConfigDict(dict(
+      image_size=size, pretrain_dataset=pretrain_dataset,
+      downstream_dataset=downstream_dataset))
 
 
 def smoke(config):
-  """Minutes: tiny data and models, one learning rate, every factor."""
-  config.pretrain_variant = 'smoke'
-  config.data.dataset = 'gz_rings/synthetic_tiny'
-  config.budgets = (20, 'all')
-  config.num_seeds = 2
-  config.probe.c_grid = (0.01, 1.0)
-  config.finetune.max_epochs = 2
-  config.finetune.min_steps_per_epoch = 2
+  """Minutes: label_efficiency.py:smoke's scale, tiny levels, one lr."""
+  shared = _label_efficiency('smoke')
+  for field in _SHARED_SMOKE_FIELDS:
+    config[field] = shared[field]
   config.pretrain_train_duration = '4 steps'
   config.lr_multipliers = (1.0,)
   config.supervised_weights = (1.0,)
   config.widths = (0.125, 0.25)
   config.image_size_train_duration = '4 steps'
   config.image_sizes = (
-      ml_collections.ConfigDict(dict(
-          image_size=16, pretrain_dataset='gz_evo/synthetic_tiny',
-          downstream_dataset='gz_rings/synthetic_tiny')),
-      ml_collections.ConfigDict(dict(
-          image_size=32, pretrain_dataset='gz_evo/synthetic_tiny',
-          downstream_dataset='gz_rings/synthetic_tiny')))
+      _image_size(16, 'gz_evo/synthetic_tiny', 'gz_rings/synthetic_tiny'),
+      _image_size(32, 'gz_evo/synthetic_tiny', 'gz_rings/synthetic_tiny'))
   config.bootstrap_resamples = 200
 
 
 def get_config(arg=None):
-  c = config_lib.downstream_config('ablation')
-  del c.pretrained_workdir, c.pretrained_step  # The ablation makes them.
+  c = _label_efficiency()
+  c.task = c.run_name = 'ablation'
   c.budgets = (100, 750, 'all')
-  c.pretrain_variant = ''          # e.g. 'smoke': the scale of every stage.
-  c.pretrain_train_duration = ml_collections.config_dict.placeholder(str)
-  c.config_dir = ml_collections.config_dict.placeholder(str)  # None: configs/.
   c.evaluation = 'linear_probe'    # Stages are scored by the linear probe.
   # Factors, run in this order (the table is rewritten after each).
   c.factors = ('recipe', 'weighting', 'head_views', 'augment', 'length',
@@ -74,21 +75,8 @@ def get_config(arg=None):
   # same resolution; every level trains for the same number of steps.
   c.image_size_train_duration = '1250 steps'  # The default 5 epochs.
   c.image_sizes = (
-      ml_collections.ConfigDict(dict(
-          image_size=64, pretrain_dataset='gz_evo/synthetic_large',
-          downstream_dataset='gz_rings/synthetic')),
-      ml_collections.ConfigDict(dict(
-          image_size=128, pretrain_dataset='gz_evo/synthetic_large',
-          downstream_dataset='gz_rings/synthetic_large')))
+      _image_size(64, 'gz_evo/synthetic_large', 'gz_rings/synthetic'),
+      _image_size(128, 'gz_evo/synthetic_large', 'gz_rings/synthetic_large'))
   c.bootstrap_resamples = 2000
   c.bootstrap_seed = 0
-
-  probe = _sibling('linear_probe.py')
-  c.probe = copy.deepcopy(probe.probe)
-  c.knn = copy.deepcopy(probe.knn)
-  finetune = _sibling('finetune.py')
-  c.finetune = ml_collections.ConfigDict({
-      k: finetune[k] for k in ('learning_rate', 'layer_decay', 'weight_decay',
-                               'batch_size', 'max_epochs', 'patience',
-                               'max_examples', 'min_steps_per_epoch')})
   return config_lib.apply_variant(c, arg, {'smoke': smoke})
