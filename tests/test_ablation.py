@@ -32,6 +32,28 @@ def test_paired_difference_matches_scipy_bootstrap_for_one_seed():
   assert ours['high'] == pytest.approx(ref.confidence_interval.high, abs=0.006)
 
 
+def test_balanced_accuracy_matches_scikit_learn():
+  from sklearn import metrics
+  rng = np.random.default_rng(7)
+  labels = (rng.random(300) < 0.25).astype(int)
+  predicted = np.where(rng.random(300) < 0.7, labels, 1 - labels)
+  correct = predicted == labels
+  assert ablation.score(correct, labels, 'balanced_accuracy') == (
+      pytest.approx(metrics.balanced_accuracy_score(labels, predicted)))
+  assert ablation.score(correct, labels, 'accuracy') == pytest.approx(
+      metrics.accuracy_score(labels, predicted))
+  # Always "no" on a 25% minority: accuracy 0.75, balanced accuracy 0.5.
+  always_no = labels == 0
+  assert ablation.score(always_no, labels, 'balanced_accuracy') == 0.5
+  d = ablation.paired_difference(correct[None], always_no[None], rng, 500,
+                                 labels=labels, metric='balanced_accuracy')
+  assert d['mean'] == pytest.approx(
+      metrics.balanced_accuracy_score(labels, predicted) - 0.5)
+  assert d['low'] < d['mean'] < d['high']
+  with pytest.raises(ValueError, match='balanced_accuracy, accuracy'):
+    ablation.score(correct, labels, 'f1')
+
+
 def test_paired_difference_widens_with_disagreeing_seeds():
   rng = np.random.default_rng(3)
   n = 800
@@ -160,24 +182,27 @@ def test_smoke_ablation_end_to_end(tmp_path):
   out = ablation.run(config, str(tmp_path))
   table = (tmp_path / 'ablation.md').read_text()
   for factor in config.factors:
-    assert f'### {factor}' in table
+    for metric in ('balanced accuracy', 'accuracy'):
+      assert f'### {factor}: {metric}\n' in table
   for text in ('rescaled w=1', 'plain w=1', '| paper |',
                'hybrid − supervised', ' † |'):
     assert text in table, text
-  budgets = [r['budget'] for r in out['factors']['recipe']['current']]
-  assert budgets == [20, 320]  # 320: the tiny task's whole train split.
-  for levels in out['factors'].values():
-    for rows in levels.values():
-      for row in rows:
-        for d in row['differences'].values():
-          assert -1.0 <= d['low'] <= d['mean'] <= d['high'] <= 1.0
-        for mean, std in row['accuracy'].values():
-          assert 0.0 <= mean <= 1.0 and std >= 0.0
-        # The direct baseline is compared: the downstream task is the same.
-        assert 'best pretrained - direct' in row['differences']
+  recipe = out['factors']['recipe']['accuracy']
+  assert [r['budget'] for r in recipe['current']] == [20, 320]  # 320: all.
+  for metrics in out['factors'].values():
+    for levels in metrics.values():
+      for rows in levels.values():
+        for row in rows:
+          for d in row['differences'].values():
+            assert -1.0 <= d['low'] <= d['mean'] <= d['high'] <= 1.0
+          for mean, std in row['score'].values():
+            assert 0.0 <= mean <= 1.0 and std >= 0.0
+          # The direct baseline is compared: the downstream task is the same.
+          assert 'best pretrained - direct' in row['differences']
   # plain w=1 is the current hybrid: its stage ran once, for both tables.
-  assert (out['factors']['weighting']['plain w=1'][0]['accuracy']['hybrid'] ==
-          out['factors']['recipe']['current'][0]['accuracy']['hybrid'])
+  weighting = out['factors']['weighting']['accuracy']
+  assert (weighting['plain w=1'][0]['score']['hybrid'] ==
+          recipe['current'][0]['score']['hybrid'])
   stages = sorted(os.listdir(tmp_path / 'stages'))
   assert len(stages) == 7  # 3 current, 3 paper, 1 rescaled hybrid.
   stage_json = json.loads((tmp_path / 'stages' / stages[0] /

@@ -13,7 +13,9 @@ factor that needs it, also when the command is rerun. The direct baseline
 once. Writes ablation.md: a table per factor with mean ± std over seeds for
 each arm, and for the differences that matter (hybrid - supervised, hybrid -
 contrastive, best pretrained - direct) the mean and a 95% interval from a
-paired bootstrap over seeds and test galaxies.
+paired bootstrap over seeds and test galaxies; once for each metric of
+`config.metrics` (balanced accuracy, which the probe's C is chosen by and
+which a task with a minority of rings needs, and accuracy, the paper's).
 
 Learning rates of the optimizer factor are picked per arm and optimizer on
 the validation split (the probe's validation balanced accuracy with all
@@ -240,30 +242,59 @@ def correct_matrix(runs: list[dict], labels: np.ndarray) -> np.ndarray:
   return np.stack([np.asarray(r['test_predicted']) == labels for r in runs])
 
 
+METRICS = ('balanced_accuracy', 'accuracy')
+
+
+def score(correct: np.ndarray, labels: np.ndarray, metric: str) -> np.ndarray:
+  """Accuracy or balanced accuracy over the last axis of `correct`.
+
+  correct: bool/float [..., N]; labels: int [..., N] (broadcast against it).
+  Balanced accuracy is the mean over the classes present of the share
+  right within the class.
+  """
+  correct = np.asarray(correct, np.float64)
+  if metric == 'accuracy':
+    return correct.mean(axis=-1)
+  if metric != 'balanced_accuracy':
+    raise ValueError(f'unknown metric {metric!r}; choose one of '
+                     f'{", ".join(METRICS)}')
+  labels = np.broadcast_to(labels, correct.shape)
+  recalls = []
+  for c in np.unique(labels):
+    in_class = labels == c
+    recalls.append((correct * in_class).sum(-1) /
+                   np.maximum(in_class.sum(-1), 1))
+  return np.mean(recalls, axis=0)
+
+
 def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray,
                       rng: np.random.Generator, num_resamples: int = 2000,
-                      level: float = 0.95) -> dict[str, float]:
-  """Mean accuracy difference a - b and its bootstrap interval.
+                      level: float = 0.95, labels: Optional[np.ndarray] = None,
+                      metric: str = 'accuracy') -> dict[str, float]:
+  """The metric's difference a - b (mean over seeds) and a bootstrap interval.
 
   Both arms were scored on the same test galaxies with the same labelled
   subsets (one per seed), so the difference is paired: each resample draws
   seeds and test galaxies with replacement and takes the mean over the
-  drawn seeds of the difference in accuracy on the drawn galaxies. The
+  drawn seeds of the difference in the metric on the drawn galaxies. The
   interval covers the noise of the test sample and of the labelled subsets;
-  pretraining itself is one run per arm.
+  pretraining itself is one run per arm. `labels` are needed for balanced
+  accuracy.
   """
   if correct_a.shape != correct_b.shape:
     raise ValueError(f'paired results differ in shape: {correct_a.shape} vs '
                      f'{correct_b.shape}')
-  diff = correct_a.astype(np.float64) - correct_b.astype(np.float64)
-  seeds, n = diff.shape
-  seed_draw = rng.integers(0, seeds, (num_resamples, seeds))
+  seeds, n = correct_a.shape
+  labels = np.zeros(n, int) if labels is None else np.asarray(labels)
+  point = score(correct_a, labels, metric) - score(correct_b, labels, metric)
   galaxy_draw = rng.integers(0, n, (num_resamples, n))
-  per_seed = diff[:, galaxy_draw].mean(axis=2)  # [seeds, resamples]
+  seed_draw = rng.integers(0, seeds, (num_resamples, seeds))
+  drawn = lambda c: score(c[:, galaxy_draw], labels[galaxy_draw], metric)
+  per_seed = drawn(correct_a) - drawn(correct_b)  # [seeds, resamples]
   samples = np.take_along_axis(per_seed.T, seed_draw, axis=1).mean(axis=1)
   tail = (1.0 - level) / 2.0 * 100.0
   low, high = np.percentile(samples, [tail, 100.0 - tail])
-  return {'mean': float(diff.mean()), 'low': float(low), 'high': float(high)}
+  return {'mean': float(point.mean()), 'low': float(low), 'high': float(high)}
 
 
 def pick_by_validation(candidates: list[dict[str, Any]]) -> int:
@@ -280,8 +311,9 @@ def pick_by_validation(candidates: list[dict[str, Any]]) -> int:
 
 
 def level_rows(level: Level, results: dict[str, list[dict]],
-               direct: Optional[dict[str, Any]], config) -> list[dict]:
-  """One table row per budget: each arm's accuracy and the differences."""
+               direct: Optional[dict[str, Any]], config,
+               metric: str) -> list[dict]:
+  """One table row per budget: each arm's `metric` and the differences."""
   rng = np.random.default_rng(config.bootstrap_seed)
   chosen = {arm: results[arm][pick_by_validation(results[arm])]
             for arm in ARMS}
@@ -300,14 +332,15 @@ def level_rows(level: Level, results: dict[str, list[dict]],
         [r['validation_balanced_accuracy'] for r in runs[a]]))
     correct['best pretrained'] = correct[best]
     row = {'budget': budget, 'best': best,
-           'accuracy': {k: (float(np.mean([r['accuracy'] for r in v])),
-                            float(np.std([r['accuracy'] for r in v])))
-                        for k, v in runs.items()},
+           'score': {k: (float(np.mean([r[metric] for r in v])),
+                         float(np.std([r[metric] for r in v])))
+                     for k, v in runs.items()},
            'differences': {}}
     for a, b in DIFFERENCES:
       if a in correct and b in correct:
         row['differences'][f'{a} - {b}'] = paired_difference(
-            correct[a], correct[b], rng, config.bootstrap_resamples)
+            correct[a], correct[b], rng, config.bootstrap_resamples,
+            labels=labels, metric=metric)
     rows.append(row)
   return rows
 
@@ -337,7 +370,7 @@ def factor_table(factor: str, levels: list[Level],
            '|---' * len(head) + '|']
   for level in levels:
     for row in rows[level.name]:
-      acc = row['accuracy']
+      acc = row['score']
       cells = [level.name + chosen_lr.get(level.name, ''),
                str(row['budget']), _cell(acc.get('direct'))]
       cells += [_cell(acc[arm], '' if arm in level.varied else ' †')
@@ -369,6 +402,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if name not in ('lars', 'adamw', 'sgd'):
       raise ValueError(f'config.optimizers has {name!r}; choose from lars, '
                        'adamw, sgd')
+  for metric in config.metrics:
+    if metric not in METRICS:
+      raise ValueError(f'config.metrics has {metric!r}; choose from '
+                       f'{", ".join(METRICS)}')
   if not config.lr_multipliers:
     raise ValueError('config.lr_multipliers must not be empty')
 
@@ -383,14 +420,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   direct = run_direct(config, workdir) if config.direct else None
   for factor in config.factors:
     levels = factor_levels(config, factor, base_duration)
-    rows, notes = {}, {}
+    results, notes = {}, {}
     for level in levels:
-      results = {arm: [run_stage(config, s, workdir) for s in stages]
-                 for arm, stages in level.stages.items()}
-      rows[level.name] = level_rows(level, results, direct, config)
-      notes[level.name] = _lr_note(level, results, config)
-    sections.append(factor_table(factor, levels, rows, notes))
-    summary[factor] = rows
+      results[level.name] = {
+          arm: [run_stage(config, s, workdir) for s in stages]
+          for arm, stages in level.stages.items()}
+      notes[level.name] = _lr_note(level, results[level.name], config)
+    summary[factor] = {}
+    for metric in config.metrics:
+      rows = {level.name: level_rows(level, results[level.name], direct,
+                                     config, metric) for level in levels}
+      sections.append(factor_table(f'{factor}: {metric.replace("_", " ")}',
+                                   levels, rows, notes))
+      summary[factor][metric] = rows
     _write(workdir, sections, config, time.perf_counter() - start)
   return {'factors': summary, 'table': '\n'.join(sections)}
 
@@ -404,7 +446,8 @@ def _write(workdir: str, sections: list[str],
       with open(os.path.join(root, 'results.json')) as f:
         stage_times.append(json.load(f).get('wall_time_s', 0.0))
   header = (
-      f'Test accuracy of the linear probe on {config.data.dataset} (mean ± '
+      f'Test {" and ".join(m.replace("_", " ") for m in config.metrics)} '
+      f'of the linear probe on {config.data.dataset} (mean ± '
       f'std over {config.num_seeds} seeds of the labelled subset); '
       'differences: mean [95% interval, paired bootstrap over seeds and '
       'test galaxies]. † = this arm is not changed by the level (current '
