@@ -148,6 +148,37 @@ def ring_chances(ring_probability: float) -> tuple[float, float]:
   return unbarred, barred
 
 
+def _sample_rings(face_visible: np.ndarray, barred: np.ndarray,
+                  bar_length: np.ndarray, radius: np.ndarray,
+                  ring_probability: float,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Rings coupled to bars (see the module docstring): the ring fields."""
+  n = face_visible.shape[0]
+  p_unbarred, p_barred = ring_chances(ring_probability)
+  ringed = face_visible & (rng.random(n) < np.where(barred, p_barred,
+                                                    p_unbarred))
+  outer = ringed & (rng.random(n) < OUTER_RING_SHARE)
+  ring_type = np.where(ringed, np.where(outer, OUTER_RING, INNER_RING),
+                       NO_RING)
+  inner_scale = np.where(barred, bar_length,
+                         rng.uniform(*INNER_RING_RANGE, n))
+  inner_radius = np.where(barred, bar_length * rng.uniform(*BAR_END_RANGE, n),
+                          inner_scale)
+  outer_radius = inner_scale * rng.uniform(*OUTER_TO_INNER_RANGE, n)
+  ring_radius = np.minimum(np.where(outer, outer_radius, inner_radius),
+                           MAX_RING_EXTENT / radius)
+  partial_share = np.where(outer, PARTIAL_RING_SHARE[OUTER_RING],
+                           PARTIAL_RING_SHARE[INNER_RING])
+  partial = ringed & (rng.random(n) < partial_share)
+  ring_completeness = np.where(
+      ringed, np.where(partial, rng.uniform(*PARTIAL_COVERAGE_RANGE, n), 1.0),
+      0.0)
+  return dict(ring=np.where(ringed, rng.uniform(*RING_STRENGTH_RANGE, n), 0.0),
+              ring_radius=np.where(ringed, ring_radius, 0.0),
+              ring_type=ring_type.astype(np.int32),
+              ring_completeness=ring_completeness)
+
+
 def sample_morphology(n: int, rng: np.random.Generator,
                       ring_probability: float = 0.2) -> Morphology:
   """Draws n galaxies from a GZ DECaLS-like population.
@@ -188,28 +219,8 @@ def sample_morphology(n: int, rng: np.random.Generator,
   arm_pitch = np.where(spiral, rng.uniform(8.0, 40.0, n), 0.0)
   arm_strength = np.where(spiral, rng.uniform(0.3, 1.0, n), 0.0)
 
-  # Rings, coupled to bars (see the module docstring).
-  p_unbarred, p_barred = ring_chances(ring_probability)
-  ringed = face_visible & (rng.random(n) < np.where(barred, p_barred,
-                                                    p_unbarred))
-  outer = ringed & (rng.random(n) < OUTER_RING_SHARE)
-  ring_type = np.where(ringed, np.where(outer, OUTER_RING, INNER_RING),
-                       NO_RING)
-  inner_scale = np.where(barred, bar_length,
-                         rng.uniform(*INNER_RING_RANGE, n))
-  inner_radius = np.where(barred, bar_length * rng.uniform(*BAR_END_RANGE, n),
-                          inner_scale)
-  outer_radius = inner_scale * rng.uniform(*OUTER_TO_INNER_RANGE, n)
-  ring_radius = np.minimum(np.where(outer, outer_radius, inner_radius),
-                           MAX_RING_EXTENT / radius)
-  ring_radius = np.where(ringed, ring_radius, 0.0)
-  partial_share = np.where(outer, PARTIAL_RING_SHARE[OUTER_RING],
-                           PARTIAL_RING_SHARE[INNER_RING])
-  partial = ringed & (rng.random(n) < partial_share)
-  ring_completeness = np.where(
-      ringed, np.where(partial, rng.uniform(*PARTIAL_COVERAGE_RANGE, n), 1.0),
-      0.0)
-  ring = np.where(ringed, rng.uniform(*RING_STRENGTH_RANGE, n), 0.0)
+  rings = _sample_rings(face_visible, barred, bar_length, radius,
+                       ring_probability, rng)
 
   clumpy = face_visible & (rng.random(n) < 0.15)
   clump_count = np.where(clumpy, rng.integers(1, 9, n), 0)
@@ -237,10 +248,7 @@ def sample_morphology(n: int, rng: np.random.Generator,
       arm_count=arm_count.astype(np.int32),
       arm_pitch=arm_pitch,
       arm_strength=arm_strength,
-      ring=ring,
-      ring_radius=ring_radius,
-      ring_type=ring_type.astype(np.int32),
-      ring_completeness=ring_completeness,
+      **rings,
       clump_count=clump_count.astype(np.int32),
       merger=merger.astype(np.int32),
       star=star.astype(bool),
