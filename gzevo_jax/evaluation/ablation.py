@@ -410,22 +410,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError('config.lr_multipliers must not be empty')
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs every factor's stages (reusing finished ones), writes ablation.md."""
-  validate(config)
-  start = time.perf_counter()
-  base_duration = label_efficiency.pretrain_config(
-      config, 'hybrid').train_duration
+def _factor_results(config: ml_collections.ConfigDict, factor: str,
+                    base_duration: str, workdir: str):
+  """(levels, {level: {arm: [stage results]}}, {level: lr note})."""
+  levels = factor_levels(config, factor, base_duration)
+  results, notes = {}, {}
+  for level in levels:
+    results[level.name] = {
+        arm: [run_stage(config, s, workdir) for s in stages]
+        for arm, stages in level.stages.items()}
+    notes[level.name] = _lr_note(level, results[level.name], config)
+  return levels, results, notes
+
+
+def _tables(config: ml_collections.ConfigDict, done: dict[str, tuple],
+            direct: Optional[dict[str, Any]]) -> tuple[list[str], dict]:
+  """Markdown sections and rows of every finished factor, per metric."""
   sections, summary = [], {}
-  direct = run_direct(config, workdir) if config.direct else None
-  for factor in config.factors:
-    levels = factor_levels(config, factor, base_duration)
-    results, notes = {}, {}
-    for level in levels:
-      results[level.name] = {
-          arm: [run_stage(config, s, workdir) for s in stages]
-          for arm, stages in level.stages.items()}
-      notes[level.name] = _lr_note(level, results[level.name], config)
+  for factor, (levels, results, notes) in done.items():
     summary[factor] = {}
     for metric in config.metrics:
       rows = {level.name: level_rows(level, results[level.name], direct,
@@ -433,6 +435,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       sections.append(factor_table(f'{factor}: {metric.replace("_", " ")}',
                                    levels, rows, notes))
       summary[factor][metric] = rows
+  return sections, summary
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs every factor's stages (reusing finished ones), writes ablation.md.
+
+  The direct baseline (the slowest single stage) is trained after the first
+  factor, so that factor's table is written first without it; every table
+  is rewritten once it is there.
+  """
+  validate(config)
+  start = time.perf_counter()
+  base_duration = label_efficiency.pretrain_config(
+      config, 'hybrid').train_duration
+  done, direct = {}, None
+  for factor in config.factors:
+    done[factor] = _factor_results(config, factor, base_duration, workdir)
+    if direct is None:
+      _write(workdir, _tables(config, done, None)[0], config,
+             time.perf_counter() - start)
+      direct = run_direct(config, workdir) if config.direct else None
+    sections, summary = _tables(config, done, direct)
     _write(workdir, sections, config, time.perf_counter() - start)
   return {'factors': summary, 'table': '\n'.join(sections)}
 
