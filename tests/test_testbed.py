@@ -73,3 +73,15 @@ def test_main_prints_a_table_and_writes_json(tmp_path, capsys):
   result = json.loads(out.read_text())
   assert result['rings']['galaxies'] == 1500
   assert set(result) == {'rings', 'gz_evo'}
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--num_galaxies=0'], '--num_galaxies must be a positive integer'),
+    (['--draws=-1'], '--draws must be a positive integer'),
+    (['--json_out=/nonexistent/dir/x.json'], 'does not exist'),
+])
+def test_bad_flags_are_one_line_errors(args, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    testbed.main(args)
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err

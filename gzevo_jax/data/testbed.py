@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -265,6 +266,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument('--draws', type=int, default=32,
                       help='Monte Carlo draws of the volunteers per galaxy')
   args = parser.parse_args(argv)
+  for flag in ('num_galaxies', 'draws'):
+    if getattr(args, flag) < 1:
+      parser.error(f'--{flag} must be a positive integer, got '
+                   f'{getattr(args, flag)}')
+  out_dir = os.path.dirname(os.path.abspath(args.json_out or '.'))
+  if args.json_out and not os.path.isdir(out_dir):
+    parser.error(f'--json_out: directory {out_dir} does not exist')
   result = report(num_galaxies=args.num_galaxies, draws=args.draws)
   print(markdown(result))
   if args.json_out:
