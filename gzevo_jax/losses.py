@@ -99,15 +99,14 @@ def byol_loss(pred_1: Array, pred_2: Array, target_1: Array,
   target_1 = jax.lax.stop_gradient(target_1)
   target_2 = jax.lax.stop_gradient(target_2)
 
-  def cosine(p: Array, t: Array) -> Array:
-    return jnp.sum(l2_normalize(p) * l2_normalize(t), axis=-1)
-
   if form == 'squared_distance':
-    def regression(p: Array, t: Array) -> Array:
+    def term(p: Array, t: Array) -> Array:
       return jnp.sum(jnp.square(l2_normalize(p) - l2_normalize(t)), axis=-1)
-    return jnp.mean(regression(pred_1, target_2) + regression(pred_2, target_1))
+    return jnp.mean(term(pred_1, target_2) + term(pred_2, target_1))
   if form == 'negative_cosine':
-    return -0.5 * jnp.mean(cosine(pred_1, target_2) + cosine(pred_2, target_1))
+    def term(p: Array, t: Array) -> Array:
+      return -0.5 * jnp.sum(l2_normalize(p) * l2_normalize(t), axis=-1)
+    return jnp.mean(term(pred_1, target_2) + term(pred_2, target_1))
   raise ValueError(f'unknown BYOL loss form {form!r}; choose one of '
                    f'{", ".join(BYOL_FORMS)}')
 
