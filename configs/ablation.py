@@ -7,7 +7,10 @@ One factor at a time from the current recipe (configs/<arm>.py), every
 pretraining arm on matched compute, each stage scored by the linear probe at
 100 / 750 / all labels over 3 seeds; writes ablation.md (a table per factor)
 to the workdir (default runs/ablation). Finished stages are reused when the
-command is rerun, so an interrupted run resumes and factors can be added.
+command is rerun, so an interrupted run resumes and factors can be added;
+each is also recorded in results/ablation/ (config.stage_archive), which is
+committed, so a later sitting on another machine goes on where this one
+stopped.
 The fields it shares with the label-efficiency experiment (data, budgets,
 seeds, probe, finetune for the direct baseline) come from
 configs/label_efficiency.py.
@@ -19,6 +22,7 @@ import ml_collections
 
 from gzevo_jax import config_lib
 
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHARED_SMOKE_FIELDS = ('pretrain_variant', 'data', 'budgets', 'num_seeds',
                         'probe', 'finetune')
 
@@ -49,6 +53,7 @@ def smoke(config):
       _image_size(16, 'gz_evo/synthetic_tiny', 'gz_rings/synthetic_tiny'),
       _image_size(32, 'gz_evo/synthetic_tiny', 'gz_rings/synthetic_tiny'))
   config.bootstrap_resamples = 200
+  config.stage_archive = ''  # Smoke stages are not worth recording.
 
 
 def get_config(arg=None):
@@ -60,6 +65,8 @@ def get_config(arg=None):
   c.factors = ('recipe', 'weighting', 'head_views', 'augment', 'length',
                'optimizer', 'width', 'image_size')
   c.direct = True                  # Train the direct baseline (finetune).
+  # Finished stages are recorded here and reused from here ('' for neither).
+  c.stage_archive = os.path.join(_REPOSITORY, 'results', 'ablation')
   c.supervised_weights = (0.1, 1.0, 10.0)  # weighting: plain and rescaled.
   c.length_multiplier = 4.0        # length: 1x vs this x the train_duration.
   c.widths = (0.25, 0.5)           # width: model.width_multiplier levels.

@@ -161,6 +161,39 @@ def test_lr_note_names_the_multiplier_picked_per_arm():
                            {}, config) == ''
 
 
+def test_stage_names_ignore_machine_paths_and_follow_the_shared_fields():
+  config = _config()
+  name = ablation.stage_name(config, ablation.Stage('hybrid'))
+  config.data.data_dir = '/somewhere/else'
+  assert ablation.stage_name(config, ablation.Stage('hybrid')) == name
+  config.num_seeds += 1  # Changes what the stage's probe computes.
+  assert ablation.stage_name(config, ablation.Stage('hybrid')) != name
+
+
+def test_a_record_is_reused_only_while_its_config_still_holds(tmp_path):
+  config = _config()
+  config.stage_archive = str(tmp_path)
+  resolved = {'pretrain': {'loss': {'supervised_weight': 1.0},
+                           'data': {'data_dir': '/machine/a'}}}
+  results = {'runs': [], 'config': {'pretrained_workdir': '/machine/a/x'},
+             'pretrained_workdir': '/machine/a/x', 'wall_time_s': 3.0}
+  ablation.record_results(config, 'hybrid-abc', {}, resolved, results)
+  assert '/machine/a' not in (tmp_path / 'hybrid-abc.json').read_text()
+  # Another machine's data_dir and a field added since: reused.
+  moved = {'pretrain': {'loss': {'supervised_weight': 1.0, 'new_field': 0},
+                        'data': {'data_dir': '/machine/b'}}}
+  assert ablation.archived_results(config, 'hybrid-abc', moved) == {
+      'runs': [], 'wall_time_s': 3.0}
+  # A recorded field whose value changed: the stage runs again.
+  changed = {'pretrain': {'loss': {'supervised_weight': 2.0}}}
+  assert ablation.archived_results(config, 'hybrid-abc', changed) is None
+  assert ablation.changed_fields(resolved, changed) == (
+      ['pretrain.loss.supervised_weight'], [])
+  assert ablation.archived_results(config, 'hybrid-xyz', resolved) is None
+  config.stage_archive = ''
+  assert ablation.archived_results(config, 'hybrid-abc', resolved) is None
+
+
 def test_bad_factor_is_named():
   config = _config()
   config.factors = ('recipe', 'colour')
@@ -179,6 +212,7 @@ def test_smoke_ablation_end_to_end(tmp_path):
   config = _config()
   config.factors = ('recipe', 'weighting')
   config.finetune.max_epochs = 1
+  config.stage_archive = str(tmp_path / 'archive')
   out = ablation.run(config, str(tmp_path))
   table = (tmp_path / 'ablation.md').read_text()
   for factor in config.factors:
@@ -212,3 +246,14 @@ def test_smoke_ablation_end_to_end(tmp_path):
   again = ablation.run(config, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'stages')) == stages
   assert again['table'] == out['table']
+  # Another workdir (a later sitting elsewhere): every stage and the direct
+  # baseline come from their records, which name no path of this machine.
+  records = sorted(os.listdir(tmp_path / 'archive'))
+  direct = [r for r in records if r.startswith('direct-')]
+  assert len(direct) == 1
+  assert sorted(set(records) - set(direct)) == [f'{s}.json' for s in stages]
+  for record in records:
+    assert str(tmp_path) not in (tmp_path / 'archive' / record).read_text()
+  elsewhere = ablation.run(config, str(tmp_path / 'elsewhere'))
+  assert not (tmp_path / 'elsewhere' / 'stages').exists()
+  assert elsewhere['table'] == out['table']

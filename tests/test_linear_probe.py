@@ -162,6 +162,37 @@ def test_direct_baseline_starts_from_scratch(pretrained, tmp_path):
       jax.tree.leaves(encoder_vars['params'])))
 
 
+def test_finetune_resumes_at_the_first_unfinished_seed(pretrained, tmp_path,
+                                                       monkeypatch):
+  """A killed finetune keeps its finished (budget, seed) runs."""
+  from gzevo_jax.evaluation import finetune
+  config = _finetune_config(pretrained['hybrid'], 'direct')
+  config.num_seeds = 2
+  first = finetune.run(config, str(tmp_path))
+  progress = json.loads((tmp_path / 'progress.json').read_text())
+  assert sorted(progress['rows']) == ['20/0', '20/1']
+  # Rerun as if seed 1 had not finished: only seed 1 trains again.
+  del progress['rows']['20/1']
+  (tmp_path / 'progress.json').write_text(json.dumps(progress))
+  trained_seeds = []
+  train_classifier = finetune.train_classifier
+
+  def counting(model, variables, train_split, val, config, seed):
+    trained_seeds.append(seed)
+    return train_classifier(model, variables, train_split, val, config, seed)
+  monkeypatch.setattr(finetune, 'train_classifier', counting)
+  again = finetune.run(config, str(tmp_path))
+  assert trained_seeds == [1]
+  for a, b in zip(first['runs'], again['runs']):
+    assert a['test_predicted'] == b['test_predicted']
+    assert a['accuracy'] == pytest.approx(b['accuracy'])
+  # Another config ignores the file: every seed trains.
+  config.max_epochs = 1
+  trained_seeds.clear()
+  finetune.run(config, str(tmp_path))
+  assert trained_seeds == [0, 1]
+
+
 def test_layer_wise_learning_rates():
   from gzevo_jax.evaluation import finetune
   assert finetune.layer_depth('stem_conv') == 0

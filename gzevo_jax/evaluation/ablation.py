@@ -162,65 +162,222 @@ def stage_pretrain_config(config: ml_collections.ConfigDict,
   return pretrain
 
 
-def stage_name(config: ml_collections.ConfigDict, stage: Stage) -> str:
-  """'<arm>-<hash of the resolved pretraining config and downstream task>'.
+# The ablation's fields every stage's results depend on (besides the
+# stage's arm, variant and overrides).
+SHARED_FIELDS = ('pretrain_variant', 'pretrain_train_duration', 'data',
+                 'budgets', 'num_seeds', 'eval_batch_size', 'probe', 'knn')
+# Fields that name this machine's files, not what a stage computes.
+MACHINE_FIELDS = ('data.data_dir', 'run_name', 'keep_checkpoints',
+                  'pretrained_workdir', 'config_dir')
+RECORD_VERSION = 1
 
-  Levels that resolve to the same config (e.g. plain w=1 and the current
-  hybrid) share one stage, run once.
+
+def _plain(value: Any) -> Any:
+  """A config value as plain JSON data (ConfigDicts and tuples included)."""
+  if isinstance(value, ml_collections.ConfigDict):
+    value = value.to_dict()
+  return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def flat_fields(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'a.b': value} for every leaf of a nested dict, machine fields left out."""
+  out = {}
+  for key, value in tree.items():
+    dotted = prefix + key
+    if any(dotted == f or dotted.endswith('.' + f) for f in MACHINE_FIELDS):
+      continue
+    if isinstance(value, dict):
+      out.update(flat_fields(value, dotted + '.'))
+    else:
+      out[dotted] = value
+  return out
+
+
+def stage_spec(config: ml_collections.ConfigDict, stage: Stage) -> dict:
+  """What a stage's results depend on, as plain data.
+
+  The overrides that leave the arm's config as it is are left out, so
+  levels equal to the current recipe (e.g. plain w=1) share its stage.
   """
-  pretrain = stage_pretrain_config(config, stage).to_dict()
-  del pretrain['run_name']
-  spec = json.dumps([pretrain, stage.downstream or config.data.dataset],
-                    sort_keys=True, default=str)
-  return f'{stage.arm}-{hashlib.sha1(spec.encode()).hexdigest()[:10]}'
+  base = stage_pretrain_config(config, Stage(stage.arm, stage.variant))
+  changed = [[field, _plain(value)] for field, value in stage.overrides
+             if _plain(config_lib.get_dotted(base, field)) != _plain(value)]
+  shared = flat_fields({k: _plain(config[k]) for k in SHARED_FIELDS})
+  return {'arm': stage.arm, 'variant': stage.variant, 'overrides': changed,
+          'downstream': stage.downstream or config.data.dataset,
+          'shared': shared}
 
 
-def run_stage(config: ml_collections.ConfigDict, stage: Stage,
-              workdir: str) -> dict[str, Any]:
-  """Pretrains (or resumes) and probes one stage; results are cached."""
-  name = stage_name(config, stage)
-  stage_dir = os.path.join(workdir, 'stages', name)
-  results_path = os.path.join(stage_dir, 'probe', 'results.json')
+def _hashed(prefix: str, spec: Any) -> str:
+  text = json.dumps(spec, sort_keys=True, default=str)
+  return f'{prefix}-{hashlib.sha1(text.encode()).hexdigest()[:10]}'
+
+
+def stage_name(config: ml_collections.ConfigDict, stage: Stage) -> str:
+  """'<arm>-<hash of the stage's spec>': the stage's directory and record."""
+  return _hashed(stage.arm, stage_spec(config, stage))
+
+
+# ---------------------------------------------------------------------------
+# The record of finished stages (config.stage_archive).
+#
+# Pretraining dozens of stages takes more hours than one sitting, so every
+# finished stage is also written as one JSON file, <stage name>.json, to
+# config.stage_archive (the repository's results/ablation by default, where
+# it can be committed). A later run on any machine reuses a record when its
+# stage name matches and the resolved config it recorded agrees, field by
+# field, with the one this code resolves now (fields only one side has were
+# added or removed since, and are listed in the log); otherwise the stage
+# runs again and its record is replaced.
+
+
+def _record_path(config: ml_collections.ConfigDict, name: str) -> str:
+  return os.path.join(config.stage_archive, f'{name}.json')
+
+
+def changed_fields(recorded: dict[str, Any],
+                   current: dict[str, Any]) -> tuple[list[str], list[str]]:
+  """(fields whose values differ, fields only one side has), machine fields
+  left out."""
+  old, new = flat_fields(recorded), flat_fields(_plain(current))
+  differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+  return differ, sorted(old.keys() ^ new.keys())
+
+
+def archived_results(config: ml_collections.ConfigDict, name: str,
+                     resolved: dict[str, Any]) -> Optional[dict[str, Any]]:
+  """The recorded results of stage `name`, if its record is still valid."""
+  if not config.stage_archive:
+    return None
+  path = _record_path(config, name)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    record = json.load(f)
+  differ, one_sided = changed_fields(record['config'], resolved)
+  if differ or record.get('record_version') != RECORD_VERSION:
+    logging.warning('%s is out of date (fields %s changed since it was '
+                    'recorded); running the stage again', path,
+                    ', '.join(differ) or 'record_version')
+    return None
+  if one_sided:
+    logging.info('%s: fields added or removed since it was recorded: %s',
+                 path, ', '.join(one_sided))
+  logging.info('reusing the recorded stage %s', path)
+  return record['results']
+
+
+def _portable(results: dict[str, Any]) -> dict[str, Any]:
+  """Results without this machine's paths (the record may be committed)."""
+  return {k: v for k, v in results.items()
+          if k not in ('config', 'pretrained_workdir')}
+
+
+def record_results(config: ml_collections.ConfigDict, name: str,
+                   spec: Any, resolved: dict[str, Any],
+                   results: dict[str, Any]) -> None:
+  """Writes stage `name`'s record to config.stage_archive (if set)."""
+  if not config.stage_archive:
+    return
+  os.makedirs(config.stage_archive, exist_ok=True)
+  record = {'record_version': RECORD_VERSION, 'name': name, 'spec': spec,
+            'config': {k: v for k, v in flat_fields(_plain(resolved)).items()},
+            'recorded': time.strftime('%Y-%m-%d'),
+            'results': _portable(results)}
+  path = _record_path(config, name)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(record, f, indent=0, sort_keys=True, default=float)
+  os.replace(path + '.tmp', path)
+
+
+def _cached_stage(config, name: str, spec: Any, resolved: dict[str, Any],
+                  results_path: str, compute) -> dict[str, Any]:
+  """Results from the workdir, else from the record, else computed now.
+
+  Every result carries 'wall_time_s': the time the run that made it took.
+  """
   if os.path.exists(results_path):
     with open(results_path) as f:
-      return json.load(f)
+      results = json.load(f)
+    if not (config.stage_archive and os.path.exists(_record_path(config,
+                                                                 name))):
+      record_results(config, name, spec, resolved, results)
+    return results
+  results = archived_results(config, name, resolved)
+  if results is not None:
+    return results
   start = time.perf_counter()
-  os.makedirs(stage_dir, exist_ok=True)
-  with open(os.path.join(stage_dir, 'stage.json'), 'w') as f:
-    json.dump(dataclasses.asdict(stage), f, indent=1, default=str)
-  logging.info('ablation stage %s: %s %s %s', name, stage.arm,
-               stage.variant, stage.overrides)
-  pretrain_dir = os.path.join(stage_dir, 'pretrain')
-  train.train_and_evaluate(stage_pretrain_config(config, stage), pretrain_dir)
-  probe_config = label_efficiency.evaluation_config(config, 'linear_probe',
-                                                    pretrain_dir)
-  if stage.downstream:
-    probe_config.data.dataset = stage.downstream
-  results = linear_probe.run(probe_config, os.path.join(stage_dir, 'probe'))
+  results = compute()
   results['wall_time_s'] = time.perf_counter() - start
+  os.makedirs(os.path.dirname(results_path), exist_ok=True)
   with open(results_path, 'w') as f:
     json.dump(results, f, indent=1, default=float)
+  record_results(config, name, spec, resolved, results)
   return results
 
 
-def run_direct(config: ml_collections.ConfigDict,
-               workdir: str) -> dict[str, Any]:
+def run_stage(config: ml_collections.ConfigDict, stage: Stage,
+              workdir: str, times: Optional[dict[str, float]] = None
+              ) -> dict[str, Any]:
+  """Pretrains (or resumes) and probes one stage; results are cached.
+
+  `times` (if given) gets the stage's name -> wall time of its run.
+  """
+  name = stage_name(config, stage)
+  stage_dir = os.path.join(workdir, 'stages', name)
+  pretrain = stage_pretrain_config(config, stage)
+
+  def compute():
+    os.makedirs(stage_dir, exist_ok=True)
+    with open(os.path.join(stage_dir, 'stage.json'), 'w') as f:
+      json.dump(dataclasses.asdict(stage), f, indent=1, default=str)
+    logging.info('ablation stage %s: %s %s %s', name, stage.arm,
+                 stage.variant, stage.overrides)
+    pretrain_dir = os.path.join(stage_dir, 'pretrain')
+    train.train_and_evaluate(pretrain, pretrain_dir)
+    probe_config = label_efficiency.evaluation_config(config, 'linear_probe',
+                                                      pretrain_dir)
+    if stage.downstream:
+      probe_config.data.dataset = stage.downstream
+    return linear_probe.run(probe_config, os.path.join(stage_dir, 'probe'))
+
+  resolved = {'pretrain': pretrain.to_dict(),
+              'shared': {k: _plain(config[k]) for k in SHARED_FIELDS},
+              'downstream': stage.downstream or config.data.dataset}
+  results = _cached_stage(config, name, stage_spec(config, stage), resolved,
+                          os.path.join(stage_dir, 'probe', 'results.json'),
+                          compute)
+  if times is not None:
+    times[name] = results.get('wall_time_s', 0.0)
+  return results
+
+
+def run_direct(config: ml_collections.ConfigDict, workdir: str,
+               times: Optional[dict[str, float]] = None) -> dict[str, Any]:
   """The direct baseline on the current recipe's encoder (cached)."""
-  out_dir = os.path.join(workdir, 'direct')
-  path = os.path.join(out_dir, 'results.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  start = time.perf_counter()
-  run_stage(config, Stage('hybrid'), workdir)  # The encoder it copies.
+  encoder_stage = Stage('hybrid')
+  encoder_name = stage_name(config, encoder_stage)
   direct = label_efficiency.evaluation_config(
-      config, 'finetune', os.path.join(
-          workdir, 'stages', stage_name(config, Stage('hybrid')), 'pretrain'))
+      config, 'finetune', os.path.join(workdir, 'stages', encoder_name,
+                                       'pretrain'))
   finetune.as_direct_baseline(direct)
-  results = finetune.run(direct, out_dir)
-  results['wall_time_s'] = time.perf_counter() - start
-  with open(path, 'w') as f:
-    json.dump(results, f, indent=1, default=float)
+  model = stage_pretrain_config(config, encoder_stage).model
+  spec = {'encoder': _plain(model), 'finetune': flat_fields(_plain(direct))}
+  out_dir = os.path.join(workdir, 'direct')
+
+  def compute():
+    # The architecture is read from the encoder stage's checkpoint; when
+    # that stage came from its record, it is pretrained here (or resumed:
+    # a finished run returns at once).
+    train.train_and_evaluate(stage_pretrain_config(config, encoder_stage),
+                             direct.pretrained_workdir)
+    return finetune.run(direct, out_dir)
+
+  name = _hashed('direct', spec)
+  results = _cached_stage(config, name, spec, spec,
+                          os.path.join(out_dir, 'results.json'), compute)
+  if times is not None:
+    times[name] = results.get('wall_time_s', 0.0)
   return results
 
 
@@ -411,13 +568,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _factor_results(config: ml_collections.ConfigDict, factor: str,
-                    base_duration: str, workdir: str):
+                    base_duration: str, workdir: str,
+                    times: dict[str, float]):
   """(levels, {level: {arm: [stage results]}}, {level: lr note})."""
   levels = factor_levels(config, factor, base_duration)
   results, notes = {}, {}
   for level in levels:
     results[level.name] = {
-        arm: [run_stage(config, s, workdir) for s in stages]
+        arm: [run_stage(config, s, workdir, times) for s in stages]
         for arm, stages in level.stages.items()}
     notes[level.name] = _lr_note(level, results[level.name], config)
   return levels, results, notes
@@ -449,26 +607,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start = time.perf_counter()
   base_duration = label_efficiency.pretrain_config(
       config, 'hybrid').train_duration
-  done, direct = {}, None
+  done, direct, times = {}, None, {}
   for factor in config.factors:
-    done[factor] = _factor_results(config, factor, base_duration, workdir)
+    done[factor] = _factor_results(config, factor, base_duration, workdir,
+                                   times)
     if direct is None:
       _write(workdir, _tables(config, done, None)[0], config,
-             time.perf_counter() - start)
-      direct = run_direct(config, workdir) if config.direct else None
+             time.perf_counter() - start, times)
+      direct = run_direct(config, workdir, times) if config.direct else None
     sections, summary = _tables(config, done, direct)
-    _write(workdir, sections, config, time.perf_counter() - start)
+    _write(workdir, sections, config, time.perf_counter() - start, times)
   return {'factors': summary, 'table': '\n'.join(sections)}
 
 
 def _write(workdir: str, sections: list[str],
-           config: ml_collections.ConfigDict, wall_s: float) -> None:
+           config: ml_collections.ConfigDict, wall_s: float,
+           times: dict[str, float]) -> None:
   """ablation.md with the tables so far (rewritten after every factor)."""
-  stage_times = []
-  for root, _, files in os.walk(os.path.join(workdir, 'stages')):
-    if 'results.json' in files and root.endswith('probe'):
-      with open(os.path.join(root, 'results.json')) as f:
-        stage_times.append(json.load(f).get('wall_time_s', 0.0))
+  stage_times = list(times.values())
   header = (
       f'Test {" and ".join(m.replace("_", " ") for m in config.metrics)} '
       f'of the linear probe on {config.data.dataset} (mean ± '
@@ -478,8 +634,10 @@ def _write(workdir: str, sections: list[str],
       'recipe). direct = the current encoder trained from scratch on the '
       'labels (finetune); best pretrained = the arm with the best '
       'validation balanced accuracy. This command: '
-      f'{wall_s / 60:.1f} min; all {len(stage_times)} stages: '
-      f'{sum(stage_times) / 60:.1f} min of pretraining and probing.\n')
+      f'{wall_s / 60:.1f} min; the {len(stage_times)} stages in these '
+      f'tables (direct included) took {sum(stage_times) / 60:.1f} min in '
+      'the runs that made them (some may come from config.stage_archive).\n')
+  os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'ablation.md'), 'w') as f:
     f.write(header + '\n' + '\n'.join(sections))
   logging.info('wrote %s', os.path.join(workdir, 'ablation.md'))

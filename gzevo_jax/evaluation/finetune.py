@@ -22,9 +22,11 @@ Rings-sized tasks rather than pod-scale finetuning.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import time
-from typing import Any
+from typing import Any, Optional
 
 from absl import logging
 import flax.linen as nn
@@ -191,6 +193,44 @@ def _initial_variables(config: ml_collections.ConfigDict, model: Classifier,
   return variables
 
 
+class SeedProgress:
+  """Finished (budget, seed) rows in workdir/progress.json, for resuming.
+
+  Finetuning every budget and seed takes long; a killed run restarts at
+  the first unfinished seed. Rows are reused only when the file was written
+  with the same config.
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+    self.path = os.path.join(workdir, 'progress.json')
+    self.config = json.loads(json.dumps(config.to_dict(), default=str))
+    self.rows = {}
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        saved = json.load(f)
+      if saved.get('config') == self.config:
+        self.rows = saved['rows']
+        logging.info('resuming %s: %d budget x seed runs done', self.path,
+                     len(self.rows))
+      else:
+        logging.info('ignoring %s: written with another config', self.path)
+
+  @staticmethod
+  def _key(budget: Optional[int], seed: int) -> str:
+    return f'{budget or "all"}/{seed}'
+
+  def row(self, budget: Optional[int], seed: int) -> Optional[dict[str, Any]]:
+    return self.rows.get(self._key(budget, seed))
+
+  def add(self, budget: Optional[int], seed: int, row: dict[str, Any]) -> None:
+    self.rows[self._key(budget, seed)] = row
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    temporary = self.path + '.tmp'
+    with open(temporary, 'w') as f:
+      json.dump({'config': self.config, 'rows': self.rows}, f, default=float)
+    os.replace(temporary, self.path)
+
+
 def as_direct_baseline(config: ml_collections.ConfigDict) -> None:
   """The direct-training baseline: the pretrained run's architecture only."""
   config.init = 'scratch'
@@ -232,9 +272,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   model = Classifier(encoder, num_classes)
   image_shape = splits['train'].images.shape[1:]
   rows = []
+  progress = SeedProgress(workdir, config)
   for budget in budget_list:
     start = time.perf_counter()
     for seed in range(config.num_seeds):
+      finished = progress.row(budget, seed)
+      if finished is not None:  # An interrupted run already trained it.
+        rows.append(finished)
+        continue
       index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
       variables = _initial_variables(config, model, image_shape, seed)
       variables, info = train_classifier(model, variables,
@@ -245,6 +290,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       rows.append({'budget': len(index), 'seed': seed,
                    'method': f'finetune_{config.init}', **metrics, **info,
                    'test_predicted': linear_probe.predicted_classes(prob)})
+      progress.add(budget, seed, rows[-1])
     logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
                  config.num_seeds, time.perf_counter() - start)
   results = {'config': config.to_dict(),
