@@ -175,15 +175,19 @@ def test_a_record_is_reused_only_while_its_config_still_holds(tmp_path):
   config.stage_archive = str(tmp_path)
   resolved = {'pretrain': {'loss': {'supervised_weight': 1.0},
                            'data': {'data_dir': '/machine/a'}}}
-  results = {'runs': [], 'config': {'pretrained_workdir': '/machine/a/x'},
+  results = {'runs': [{'test_predicted': [0, 1, 1]}], 'test_labels': [1, 1, 0],
+             'config': {'pretrained_workdir': '/machine/a/x'},
              'pretrained_workdir': '/machine/a/x', 'wall_time_s': 3.0}
   ablation.record_results(config, 'hybrid-abc', {}, resolved, results)
-  assert '/machine/a' not in (tmp_path / 'hybrid-abc.json').read_text()
+  text = (tmp_path / 'hybrid-abc.json').read_text()
+  assert '/machine/a' not in text
+  assert '"011"' in text  # Per-galaxy classes as digits.
   # Another machine's data_dir and a field added since: reused.
   moved = {'pretrain': {'loss': {'supervised_weight': 1.0, 'new_field': 0},
                         'data': {'data_dir': '/machine/b'}}}
   assert ablation.archived_results(config, 'hybrid-abc', moved) == {
-      'runs': [], 'wall_time_s': 3.0}
+      'runs': [{'test_predicted': [0, 1, 1]}], 'test_labels': [1, 1, 0],
+      'wall_time_s': 3.0}
   # A recorded field whose value changed: the stage runs again.
   changed = {'pretrain': {'loss': {'supervised_weight': 2.0}}}
   assert ablation.archived_results(config, 'hybrid-abc', changed) is None

@@ -264,13 +264,38 @@ def archived_results(config: ml_collections.ConfigDict, name: str,
     logging.info('%s: fields added or removed since it was recorded: %s',
                  path, ', '.join(one_sided))
   logging.info('reusing the recorded stage %s', path)
-  return record['results']
+  return _per_galaxy(record['results'], _from_digits)
+
+
+# Per-galaxy class lists, written as one digit per galaxy (~10x smaller).
+_PER_GALAXY = ('test_predicted', 'test_labels')
+
+
+def _digits(values: list[int]) -> Any:
+  """[0, 1, 1] -> '011' when every value is a digit; else unchanged."""
+  if all(isinstance(v, int) and 0 <= v <= 9 for v in values):
+    return ''.join(map(str, values))
+  return values
+
+
+def _per_galaxy(tree: Any, convert) -> Any:
+  """`tree` with `convert` applied to every per-galaxy list in it."""
+  if isinstance(tree, dict):
+    return {k: convert(v) if k in _PER_GALAXY else _per_galaxy(v, convert)
+            for k, v in tree.items()}
+  if isinstance(tree, list):
+    return [_per_galaxy(v, convert) for v in tree]
+  return tree
+
+
+def _from_digits(value: Any) -> Any:
+  return [int(c) for c in value] if isinstance(value, str) else value
 
 
 def _portable(results: dict[str, Any]) -> dict[str, Any]:
   """Results without this machine's paths (the record may be committed)."""
-  return {k: v for k, v in results.items()
-          if k not in ('config', 'pretrained_workdir')}
+  return _per_galaxy({k: v for k, v in results.items()
+                      if k not in ('config', 'pretrained_workdir')}, _digits)
 
 
 def record_results(config: ml_collections.ConfigDict, name: str,
@@ -287,6 +312,7 @@ def record_results(config: ml_collections.ConfigDict, name: str,
   path = _record_path(config, name)
   with open(path + '.tmp', 'w') as f:
     json.dump(record, f, indent=0, sort_keys=True, default=float)
+    f.write('\n')
   os.replace(path + '.tmp', path)
 
 
