@@ -4,8 +4,10 @@ r"""Ablation: which factors explain the label-efficiency gap?
   python -m gzevo_jax.main --config=configs/ablation.py:smoke    # minutes
 
 One factor at a time from the current recipe (configs/<arm>.py), every
-pretraining arm on matched compute, each stage scored by the linear probe at
-100 / 750 / all labels over 3 seeds; writes ablation.md (a table per factor)
+pretraining arm on matched compute, each stage scored by the linear probe
+(the `evaluation` factor, the headline, also by finetuning the paper's
+recipe) at 100 / 750 / all labels over 3 seeds; writes ablation.md (a table
+per factor)
 to the workdir (default runs/ablation). Finished stages are reused when the
 command is rerun, so an interrupted run resumes and factors can be added;
 each is also recorded in results/ablation/ (config.stage_archive), which is
@@ -62,8 +64,8 @@ def get_config(arg=None):
   c.budgets = (100, 750, 'all')
   c.evaluation = 'linear_probe'    # Stages are scored by the linear probe.
   # Factors, run in this order (the table is rewritten after each).
-  c.factors = ('recipe', 'weighting', 'head_views', 'augment', 'length',
-               'optimizer', 'width', 'image_size')
+  c.factors = ('recipe', 'evaluation', 'weighting', 'head_views', 'augment',
+               'length', 'optimizer', 'width', 'image_size')
   c.direct = True                  # Train the direct baseline (finetune).
   # Finished stages are recorded here and reused from here ('' for neither).
   c.stage_archive = os.path.join(_REPOSITORY, 'results', 'ablation')

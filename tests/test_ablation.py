@@ -109,6 +109,16 @@ def test_factor_levels_change_only_what_they_name():
   for level in weighting + levels['head_views']:
     assert level.varied == ('hybrid',)
     assert level.stages['supervised'] == [ablation.Stage('supervised')]
+  # The headline: the paper's recipe, probed and finetuned; both levels
+  # share the pretraining (the twin's name), not the scores.
+  probed, finetuned = levels['evaluation']
+  assert probed.stages['hybrid'] == [ablation.Stage('hybrid', 'paper')]
+  assert finetuned.stages['hybrid'][0].evaluation == 'finetune'
+  name = lambda stage: ablation.stage_name(config, stage)
+  assert name(probed.stages['hybrid'][0]) == name(
+      levels['recipe'][1].stages['hybrid'][0])
+  assert name(finetuned.stages['hybrid'][0]) != name(
+      probed.stages['hybrid'][0])
   optimizer = levels['optimizer']
   assert sorted(l.name for l in optimizer) == ['adamw', 'lars']
   assert all(len(stages) == 3 for l in optimizer
@@ -208,13 +218,13 @@ def test_bad_factor_is_named():
 def test_smoke_ablation_end_to_end(tmp_path):
   """The smoke ablation, then a rerun reusing every stage.
 
-  Two factors cover the paths of run() (a variant, hybrid-only levels, the
-  direct baseline, reuse of shared stages); the other factors' stage
-  configs and the learning-rate pick are checked above, and README gives
-  the run of all factors (about 20 stages, too slow for CI on 2 cores).
+  Three factors cover the paths of run() (a variant, finetuned stages,
+  hybrid-only levels, the direct baseline, reuse of shared stages); the
+  other factors' stage configs and the learning-rate pick are checked
+  above, and README gives the run of all factors (too slow for CI).
   """
   config = _config()
-  config.factors = ('recipe', 'weighting')
+  config.factors = ('recipe', 'evaluation', 'weighting')
   config.finetune.max_epochs = 1
   config.stage_archive = str(tmp_path / 'archive')
   out = ablation.run(config, str(tmp_path))
@@ -241,8 +251,19 @@ def test_smoke_ablation_end_to_end(tmp_path):
   weighting = out['factors']['weighting']['accuracy']
   assert (weighting['plain w=1'][0]['score']['hybrid'] ==
           recipe['current'][0]['score']['hybrid'])
+  evaluation = out['factors']['evaluation']['accuracy']
+  assert (evaluation['paper, linear probe'][0]['score']['hybrid'] ==
+          recipe['paper'][0]['score']['hybrid'])
+  assert 'finetune' in table  # The finetuned level's rows.
   stages = sorted(os.listdir(tmp_path / 'stages'))
-  assert len(stages) == 7  # 3 current, 3 paper, 1 rescaled hybrid.
+  # 3 current, 3 paper (pretrained once, probed), 3 paper finetuned, 1
+  # rescaled hybrid.
+  assert len(stages) == 10
+  finetuned = [s for s in stages if (tmp_path / 'stages' / s / 'finetune' /
+                                     'results.json').exists()]
+  assert len(finetuned) == 3
+  for stage in finetuned:
+    assert not (tmp_path / 'stages' / stage / 'pretrain').exists()
   stage_json = json.loads((tmp_path / 'stages' / stages[0] /
                            'stage.json').read_text())
   assert stage_json['arm'] in ablation.ARMS

@@ -134,6 +134,7 @@ def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
   assert row['method'] == 'finetune_pretrained' and row['budget'] == 20
   assert 1 <= row['best_epoch'] <= row['epochs'] <= config.max_epochs
   assert 0.0 <= row['accuracy'] <= 1.0
+  assert 0.0 <= row['validation_balanced_accuracy'] <= 1.0
   assert (tmp_path / 'results.csv').exists()
   # The classifier's encoder starts as the checkpoint's.
   model = finetune.Classifier(

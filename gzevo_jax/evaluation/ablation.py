@@ -17,6 +17,11 @@ paired bootstrap over seeds and test galaxies; once for each metric of
 `config.metrics` (balanced accuracy, which the probe's C is chosen by and
 which a task with a minority of rings needs, and accuracy, the paper's).
 
+The `evaluation` factor is the headline comparison: the paper's recipe
+scored by the linear probe and by finetuning (config.finetune, the same
+schedule as the direct baseline), where the paper expects pretrained >=
+direct with all labels.
+
 Learning rates of the optimizer factor are picked per arm and optimizer on
 the validation split (the probe's validation balanced accuracy with all
 labels), never on test; so is the "best pretrained" arm.
@@ -44,8 +49,11 @@ from gzevo_jax.evaluation import label_efficiency
 from gzevo_jax.evaluation import linear_probe
 
 ARMS = label_efficiency.PRETRAINED_ARMS
-FACTORS = ('recipe', 'weighting', 'head_views', 'augment', 'length',
-           'optimizer', 'width', 'image_size')
+FACTORS = ('recipe', 'evaluation', 'weighting', 'head_views', 'augment',
+           'length', 'optimizer', 'width', 'image_size')
+# How a stage scores its pretrained encoder -> the method of its results.
+SCORED_METHOD = {'linear_probe': 'linear_probe',
+                 'finetune': 'finetune_pretrained'}
 DIFFERENCES = (('hybrid', 'supervised'), ('hybrid', 'contrastive'),
                ('best pretrained', 'direct'))
 
@@ -57,6 +65,7 @@ class Stage:
   variant: str = ''
   overrides: tuple[tuple[str, Any], ...] = ()
   downstream: Optional[str] = None  # None: config.data.dataset.
+  evaluation: str = 'linear_probe'  # Or 'finetune' (config.finetune).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +123,11 @@ def factor_levels(config: ml_collections.ConfigDict, factor: str,
   current = _same_for_all('current')
   if factor == 'recipe':
     return [current, _same_for_all('paper', variant='paper')]
+  if factor == 'evaluation':  # The headline: the paper's recipe, finetuned.
+    return [Level(f'paper, {evaluation.replace("_", " ")}',
+                  {arm: [Stage(arm, 'paper', evaluation=evaluation)]
+                   for arm in ARMS})
+            for evaluation in SCORED_METHOD]
   if factor == 'weighting':
     return [_hybrid_only(f'{"rescaled" if rescale else "plain"} w={w:g}',
                          loss__rescale_supervised=rescale,
@@ -203,9 +217,13 @@ def stage_spec(config: ml_collections.ConfigDict, stage: Stage) -> dict:
   changed = [[field, _plain(value)] for field, value in stage.overrides
              if _plain(config_lib.get_dotted(base, field)) != _plain(value)]
   shared = flat_fields({k: _plain(config[k]) for k in SHARED_FIELDS})
-  return {'arm': stage.arm, 'variant': stage.variant, 'overrides': changed,
+  spec = {'arm': stage.arm, 'variant': stage.variant, 'overrides': changed,
           'downstream': stage.downstream or config.data.dataset,
           'shared': shared}
+  if stage.evaluation != 'linear_probe':  # Linear-probe names stay as they were.
+    spec['evaluation'] = stage.evaluation
+    spec['finetune'] = flat_fields(_plain(config.finetune))
+  return spec
 
 
 def _hashed(prefix: str, spec: Any) -> str:
@@ -345,34 +363,42 @@ def _cached_stage(config, name: str, spec: Any, resolved: dict[str, Any],
 def run_stage(config: ml_collections.ConfigDict, stage: Stage,
               workdir: str, times: Optional[dict[str, float]] = None
               ) -> dict[str, Any]:
-  """Pretrains (or resumes) and probes one stage; results are cached.
+  """Pretrains (or resumes) and scores one stage; results are cached.
 
-  `times` (if given) gets the stage's name -> wall time of its run.
+  A stage scored by finetuning shares the pretraining run of its
+  linear-probe twin. `times` (if given) gets the stage's name -> wall time
+  of its run.
   """
   name = stage_name(config, stage)
   stage_dir = os.path.join(workdir, 'stages', name)
+  twin = dataclasses.replace(stage, evaluation='linear_probe')
+  pretrain_dir = os.path.join(workdir, 'stages', stage_name(config, twin),
+                              'pretrain')
+  out_dir = os.path.join(stage_dir, 'probe' if stage.evaluation ==
+                         'linear_probe' else stage.evaluation)
   pretrain = stage_pretrain_config(config, stage)
 
   def compute():
     os.makedirs(stage_dir, exist_ok=True)
     with open(os.path.join(stage_dir, 'stage.json'), 'w') as f:
       json.dump(dataclasses.asdict(stage), f, indent=1, default=str)
-    logging.info('ablation stage %s: %s %s %s', name, stage.arm,
-                 stage.variant, stage.overrides)
-    pretrain_dir = os.path.join(stage_dir, 'pretrain')
+    logging.info('ablation stage %s: %s %s %s, %s', name, stage.arm,
+                 stage.variant, stage.overrides, stage.evaluation)
     train.train_and_evaluate(pretrain, pretrain_dir)
-    probe_config = label_efficiency.evaluation_config(config, 'linear_probe',
-                                                      pretrain_dir)
+    evaluation = label_efficiency.evaluation_config(config, stage.evaluation,
+                                                    pretrain_dir)
     if stage.downstream:
-      probe_config.data.dataset = stage.downstream
-    return linear_probe.run(probe_config, os.path.join(stage_dir, 'probe'))
+      evaluation.data.dataset = stage.downstream
+    module = linear_probe if stage.evaluation == 'linear_probe' else finetune
+    return module.run(evaluation, out_dir)
 
   resolved = {'pretrain': pretrain.to_dict(),
               'shared': {k: _plain(config[k]) for k in SHARED_FIELDS},
               'downstream': stage.downstream or config.data.dataset}
+  if stage.evaluation != 'linear_probe':
+    resolved['finetune'] = _plain(config.finetune)
   results = _cached_stage(config, name, stage_spec(config, stage), resolved,
-                          os.path.join(stage_dir, 'probe', 'results.json'),
-                          compute)
+                          os.path.join(out_dir, 'results.json'), compute)
   if times is not None:
     times[name] = results.get('wall_time_s', 0.0)
   return results
@@ -418,6 +444,15 @@ def method_runs(results: dict[str, Any], method: str) -> dict[int, list]:
     if row['method'] == method:
       out.setdefault(row['budget'], []).append(row)
   return {b: sorted(rows, key=lambda r: r['seed']) for b, rows in out.items()}
+
+
+def scored_runs(results: dict[str, Any]) -> dict[int, list]:
+  """{budget: runs} of how a stage scored its encoder (finetune or probe)."""
+  methods = {row['method'] for row in results['runs']}
+  for method in reversed(SCORED_METHOD.values()):  # Finetuning first.
+    if method in methods:
+      return method_runs(results, method)
+  raise ValueError(f'no scored runs among methods {sorted(methods)}')
 
 
 def correct_matrix(runs: list[dict], labels: np.ndarray) -> np.ndarray:
@@ -487,7 +522,7 @@ def pick_by_validation(candidates: list[dict[str, Any]]) -> int:
   """
   scores = []
   for results in candidates:
-    by_budget = method_runs(results, 'linear_probe')
+    by_budget = scored_runs(results)
     rows = by_budget[max(by_budget)]
     scores.append(np.mean([r['validation_balanced_accuracy'] for r in rows]))
   return int(np.argmax(scores))
@@ -501,7 +536,7 @@ def level_rows(level: Level, results: dict[str, list[dict]],
   chosen = {arm: results[arm][pick_by_validation(results[arm])]
             for arm in ARMS}
   labels = np.asarray(chosen['hybrid']['test_labels'])
-  arm_runs = {arm: method_runs(r, 'linear_probe') for arm, r in chosen.items()}
+  arm_runs = {arm: scored_runs(r) for arm, r in chosen.items()}
   direct_runs = None
   if direct is not None and direct['test_labels'] == list(labels):
     direct_runs = method_runs(direct, 'finetune_scratch')
@@ -653,7 +688,9 @@ def _write(workdir: str, sections: list[str],
   stage_times = list(times.values())
   header = (
       f'Test {" and ".join(m.replace("_", " ") for m in config.metrics)} '
-      f'of the linear probe on {config.data.dataset} (mean ± '
+      'of each pretrained encoder, scored by the linear probe (by '
+      'finetuning in the finetune level of the evaluation factor), on '
+      f'{config.data.dataset} (mean ± '
       f'std over {config.num_seeds} seeds of the labelled subset); '
       'differences: mean [95% interval, paired bootstrap over seeds and '
       'test galaxies]. † = this arm is not changed by the level (current '

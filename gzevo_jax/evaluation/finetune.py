@@ -287,8 +287,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                          splits['validation'], config, seed)
       prob = predict_proba(model, variables, splits['test'].images)
       metrics = probe_lib.classification_metrics(splits['test'].labels, prob)
+      # The best epoch's validation score: what an experiment may choose by.
+      validation = probe_lib.classification_metrics(
+          splits['validation'].labels,
+          predict_proba(model, variables, splits['validation'].images))
       rows.append({'budget': len(index), 'seed': seed,
                    'method': f'finetune_{config.init}', **metrics, **info,
+                   'validation_balanced_accuracy':
+                       validation['balanced_accuracy'],
                    'test_predicted': linear_probe.predicted_classes(prob)})
       progress.add(budget, seed, rows[-1])
     logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
