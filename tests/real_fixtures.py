@@ -82,17 +82,25 @@ def random_votes(rng: np.random.Generator, schema: Schema,
 
 
 def _vote_columns(schema: Schema, campaigns: Sequence[str],
-                  votes: Sequence[np.ndarray], dtype: pa.DataType) -> dict:
+                  votes: Sequence[np.ndarray], dtype: pa.DataType,
+                  unasked_empty: bool = False) -> dict:
   """Vote columns of the campaigns (all other columns absent), plus the
-  `_fraction` and `_total-votes` extras real catalogues carry."""
+  `_fraction` and `_total-votes` extras real catalogues carry.
+
+  `unasked_empty`: a campaign's cells are null in the rows of galaxies it
+  did not ask (as in the Hugging Face shards), not 0.
+  """
   columns = {}
   for q, sl in zip(schema.questions, schema.question_slices):
     if q.campaign not in campaigns:
       continue
+    mask = schema.campaign_answer_mask(q.campaign)
+    asked = [bool(v[mask].any()) or not unasked_empty for v in votes]
     total = [int(v[sl].sum()) for v in votes]
     for col in q.columns:
       i = schema.column_index(col)
-      columns[col] = pa.array([int(v[i]) for v in votes], dtype)
+      columns[col] = pa.array(
+          [int(v[i]) if a else None for v, a in zip(votes, asked)], dtype)
       columns[f'{col}_fraction'] = [
           float(v[i]) / t if t else float('nan') for v, t in zip(votes, total)
       ]
@@ -189,9 +197,11 @@ def write_hf_parquet(manual_dir: str,
                      struct_images: bool = True,
                      schema: Schema = GZ_EVO_V0_1,
                      campaigns: Sequence[str] = ('dr12', 'hubble'),
-                     row_group_size: Optional[int] = 5) -> Written:
+                     row_group_size: Optional[int] = 5,
+                     unasked_empty: bool = False) -> Written:
   """data/train-0000{shard}.parquet with PNG bytes in `image`: a struct
-  {bytes, path} as datasets.Image writes it, or plain binary."""
+  {bytes, path} as datasets.Image writes it, or plain binary; with
+  `unasked_empty`, null vote cells where a campaign did not ask."""
   _, ids, votes, images = _gz_evo_galaxies(f'hf{shard}', n, seed, schema,
                                            campaigns)
   data = [encode_image(images[i], 'PNG') for i in ids]
@@ -208,7 +218,8 @@ def write_hf_parquet(manual_dir: str,
       'image': image_column,
       'id_str': ids,
       'dataset_name': ['gz_evo'] * n,
-      **_vote_columns(schema, campaigns, votes, pa.int32()),
+      **_vote_columns(schema, campaigns, votes, pa.int32(), unasked_empty),
+      'summary': ['featured' if v.any() else '' for v in votes],
   }
   table = os.path.join(manual_dir, 'data', f'train-{shard:05d}.parquet')
   os.makedirs(os.path.dirname(table), exist_ok=True)
@@ -310,3 +321,16 @@ def write_rings_fraction(manual_dir: str,
                  lossless=False,
                  ring_votes={i: np.zeros(2, np.int32) for i in ids},
                  ring_fraction=dict(zip(ids, fraction.tolist())))
+
+
+def empty_vote_cells(written: Written,
+                     schema: Schema = GZ_EVO_V0_1) -> dict[str, int]:
+  """Campaign -> null cells among the vote columns a writer wrote."""
+  out: dict[str, int] = {}
+  for q in schema.questions:
+    for col in q.columns:
+      if col in written.columns:
+        cells = pa.array(written.columns[col]).null_count
+        if cells:
+          out[q.campaign] = out.get(q.campaign, 0) + cells
+  return out

@@ -55,7 +55,7 @@ def _all_examples(builder):
 def manual_dir(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('manual'))
   written = [rf.write_csv_file_loc(root), rf.write_parquet_subfolder(root),
-             rf.write_hf_parquet(root, shard=0),
+             rf.write_hf_parquet(root, shard=0, unasked_empty=True),
              rf.write_hf_parquet(root, shard=1, struct_images=False),
              rf.write_unlabelled(root)]
   return root, written
@@ -85,6 +85,12 @@ def test_every_layout_is_written_with_its_votes(manual_dir, built):
         assert np.abs(ex['image'].astype(float) -
                       w.images[id_str]).mean() < 4.0
   assert built.info.metadata['skipped_rows'] == []
+  # Null cells of campaigns that did not ask (the first HF shard) are
+  # counted in metadata.json, and their votes above round-tripped exactly.
+  reloaded = tfds.builder_from_directory(built.data_dir)
+  assert reloaded.info.metadata['empty_unasked_vote_cells'] == (
+      rf.empty_vote_cells(written[2]))
+  assert rf.empty_vote_cells(written[2])
 
 
 def test_beam_builds_the_same_examples(manual_dir, built, tmp_path):

@@ -143,6 +143,39 @@ def test_columns_of_missing_campaigns_are_zero(tmp_path):
   assert votes[:, ~asked].sum() == 0
 
 
+def test_empty_cells_of_campaigns_that_did_not_ask_are_unknown(tmp_path):
+  """The Hugging Face shards' shape: every campaign's columns, null where a
+  campaign did not ask the galaxy; votes round-trip exactly, nulls count."""
+  written = rf.write_hf_parquet(str(tmp_path), unasked_empty=True)
+  assert pq.read_table(written.table).column(
+      'smooth-or-featured-dr12_smooth').null_count > 0
+  plan = real.plan_gz_evo(str(tmp_path), SCHEMA)
+  assert not plan.bad_rows
+  expected = rf.empty_vote_cells(written)
+  assert set(expected) == {'dr12', 'hubble'}
+  assert plan.empty_unasked_cells == expected
+  examples = build_gz_evo(str(tmp_path), plan)
+  assert_votes_match(written, examples)
+  assert [examples[i]['campaign'] for i in written.ids
+         ] == campaigns_cycle('dr12', 'hubble', len(written.ids))
+
+
+def test_an_empty_cell_beside_counts_of_its_campaign_is_an_error(tmp_path):
+  written = rf.write_hf_parquet(str(tmp_path), unasked_empty=True)
+  column = 'smooth-or-featured-dr12_smooth'
+  row = 0  # Asked by dr12 only (see campaigns_cycle).
+  values = written.columns[column].to_pylist()
+  values[row] = None
+  written.columns[column] = values
+  rf.write_table(written.table, written.columns)
+  with pytest.raises(real.CatalogError) as e:
+    real.plan_gz_evo(str(tmp_path), SCHEMA)
+  assert_names_row(str(e.value), 'train-00000.parquet', written.ids[row],
+                   f"{column} is empty or NaN, but other answers of campaign "
+                   "'dr12' in this row have counts", row=row, csv=False)
+  assert 'fill those columns with 0' in str(e.value)
+
+
 def test_splits_follow_split_of_and_units_are_chunked(tmp_path):
   rf.write_csv_file_loc(str(tmp_path), n=40)
   plan = real.plan_gz_evo(str(tmp_path),
@@ -542,8 +575,8 @@ def test_file_changed_since_planning(tmp_path):
 
 def test_error_lists_the_first_rows_and_counts_the_rest(tmp_path):
   written = rf.write_csv_file_loc(str(tmp_path), n=30)
-  written.columns[VOTE] = [None] * 30
-  written.columns['bar-dr8_weak'] = [-1] * 30
+  written.columns[VOTE] = [None] * 30  # Beside counts of dr5 (or zeros).
+  written.columns['file_loc'] = ['gone.png'] * 30  # A second problem.
   rf.write_table(written.table, written.columns)
   with pytest.raises(real.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)

@@ -162,6 +162,9 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
     """
     skipped = [dataclasses.asdict(b) for b in plan.bad_rows]
     self.info.metadata['skipped_rows'] = skipped  # Written after generation.
+    # Empty vote cells of campaigns that did not ask a galaxy: 0 votes.
+    self.info.metadata['empty_unasked_vote_cells'] = dict(
+        plan.empty_unasked_cells)
     if self._use_beam:
       return None
     return lambda bad_row: skipped.append(dataclasses.asdict(bad_row))

@@ -50,9 +50,12 @@ MAX_LISTED_ROWS = 20
 _MAX_COUNT = np.iinfo(np.int32).max
 _NAN = 'is empty or NaN'
 _NAN_HINT = (
-    'Vote counts must be whole numbers >= 0. If an empty or NaN count in your '
-    'catalogue means "question not asked", fill those columns with 0 (e.g. '
-    'pandas: df[vote_columns] = df[vote_columns].fillna(0)).')
+    'Vote counts must be whole numbers >= 0. Empty cells are read as unknown '
+    '(0 votes) only where all of a campaign\'s columns are empty in a row (the '
+    'campaign did not ask that galaxy); an empty cell among counts of its '
+    'campaign is ambiguous. If it means "nobody chose this answer", fill those '
+    'columns with 0 (e.g. pandas: df[vote_columns] = '
+    'df[vote_columns].fillna(0)).')
 
 GZ_EVO_INSTRUCTIONS = """\
 GZ-Evo's licence does not allow us to redistribute it: download it yourself
@@ -79,8 +82,11 @@ Vote counts are columns named `{question}_{answer}` as in the schema, e.g.
 `smooth-or-featured-dr5_smooth`, `bar-dr8_weak`; other columns (ra, dec,
 *_fraction, *_total-votes, ...) are ignored. Columns of campaigns a table
 lacks count as zero votes, and a table with no vote columns holds unlabelled
-galaxies. Counts must be whole numbers >= 0: write 0, not NaN or blank, for
-answers nobody chose and questions that were not asked.
+galaxies. Counts must be whole numbers >= 0. In a row, the columns of a
+campaign that did not ask that galaxy may all be empty (null/NaN, as in the
+Hugging Face shards): they are unknown answers, 0 votes, counted in the
+dataset's metadata.json. An empty cell among counts of its own campaign is
+an error.
 
 Splits: train/validation/test come from a hash of `id_str` (any published
 train/test split is not used).
@@ -154,6 +160,10 @@ class Plan:
   units: dict[str, list[WorkUnit]]
   bad_rows: list[BadRow]
   num_rows: int  # Rows in all tables: planned rows + bad rows.
+  # Campaign -> empty vote cells of planned rows read as unknown (0 votes)
+  # because that campaign did not ask the galaxy.
+  empty_unasked_cells: dict[str, int] = dataclasses.field(
+      default_factory=dict)
 
 
 # ---- Finding and reading tables.
@@ -297,6 +307,9 @@ class _Problems:
     self.first = np.full(num_rows, -1, dtype=np.int64)
     self.count = np.zeros(num_rows, dtype=np.int64)
     self.reasons: list[Union[str, Callable[[int], str]]] = []
+    # Accepted, counted oddities: campaign -> per-row number of empty vote
+    # cells read as unknown (the campaign did not ask that galaxy).
+    self.empty_unasked: dict[str, np.ndarray] = {}
 
   def add(self, mask: np.ndarray, reason: Union[str, Callable[[int], str]]):
     mask = np.asarray(mask, dtype=bool)
@@ -341,19 +354,29 @@ def _numbers(table: pa.Table, name: str, problems: _Problems) -> np.ndarray:
 
 def _counts(table: pa.Table, name: str, problems: _Problems) -> np.ndarray:
   """int32 vote counts of a column; problems noted, bad values become 0."""
+  counts, empty = _counts_or_empty(table, name, problems)
+  problems.add(empty, f'{name} {_NAN}')
+  return counts
+
+
+def _counts_or_empty(table: pa.Table, name: str,
+                     problems: _Problems) -> tuple[np.ndarray, np.ndarray]:
+  """(int32 counts, bool empty) of a column; empty cells are 0, not noted.
+
+  Other problems (negative, fractional, too large, not a number) are noted.
+  """
   values = _numbers(table, name, problems)
   nan = np.isnan(values)
   with np.errstate(invalid='ignore'):
     negative = values < 0
     too_big = ~negative & (values > _MAX_COUNT)
     fractional = ~nan & ~too_big & (values != np.floor(values))
-  problems.add(nan, f'{name} {_NAN}')
   problems.add(negative, lambda r: f'{name}={values[r]:g} is negative')
   problems.add(fractional,
                lambda r: f'{name}={values[r]:g} is not a whole number')
   problems.add(too_big, lambda r: f'{name}={values[r]:g} is too large')
   good = ~(nan | negative | fractional | too_big)
-  return np.where(good, values, 0).astype(np.int32)
+  return np.where(good, values, 0).astype(np.int32), nan
 
 
 def _ids(table: pa.Table, problems: _Problems) -> list[Optional[str]]:
@@ -566,8 +589,14 @@ def _gz_evo_labels(schema: Schema, label_columns: Sequence[str],
                    problems: _Problems) -> Callable[[int], dict[str, Any]]:
   """Validates the votes of a table; returns row -> label features."""
   votes = np.zeros((table.num_rows, schema.num_answers), dtype=np.int32)
+  empty = np.zeros((table.num_rows, schema.num_answers), dtype=bool)
+  present = np.zeros(schema.num_answers, dtype=bool)
   for name in label_columns:
-    votes[:, schema.column_index(name)] = _counts(table, name, problems)
+    i = schema.column_index(name)
+    votes[:, i], empty[:, i] = _counts_or_empty(table, name, problems)
+    present[i] = True
+  for campaign in schema.campaigns:
+    _check_empty_cells(schema, campaign, present, empty, problems)
 
   def labels(row: int) -> dict[str, Any]:
     return {
@@ -577,6 +606,27 @@ def _gz_evo_labels(schema: Schema, label_columns: Sequence[str],
     }
 
   return labels
+
+
+def _check_empty_cells(schema: Schema, campaign: str, present: np.ndarray,
+                       empty: np.ndarray, problems: _Problems) -> None:
+  """Empty cells of one campaign: unknown if all are, else a problem.
+
+  A row whose columns of `campaign` are all empty was not asked by it (the
+  Hugging Face shards hold every campaign's columns, null where a campaign
+  did not ask); those cells are counted in `problems.empty_unasked`. An
+  empty cell beside counts of its own campaign is ambiguous: a problem.
+  """
+  columns = np.flatnonzero(schema.campaign_answer_mask(campaign) & present)
+  if not len(columns):
+    return
+  cells = empty[:, columns]
+  unasked = cells.all(axis=1)
+  ambiguous = cells.any(axis=1) & ~unasked
+  problems.add(ambiguous, lambda r: (
+      f'{schema.label_cols[columns[np.argmax(cells[r])]]} {_NAN}, but other '
+      f'answers of campaign {campaign!r} in this row have counts'))
+  problems.empty_unasked[campaign] = np.where(unasked, len(columns), 0)
 
 
 def _rings_label_columns(path: str, names: Sequence[str]) -> list[str]:
@@ -728,7 +778,21 @@ def _plan(manual_dir: str, instructions: str, label_columns: _LabelColumns,
           WorkUnit(table.path, tuple(rows[i:i + rows_per_unit]), split)
           for i in range(0, len(rows), rows_per_unit)
       ]
-  return Plan(units=units, bad_rows=bad_rows, num_rows=num_rows), tables
+  return Plan(units=units, bad_rows=bad_rows, num_rows=num_rows,
+              empty_unasked_cells=_empty_unasked_cells(tables, good_rows)
+              ), tables
+
+
+def _empty_unasked_cells(tables: Sequence[_CheckedTable],
+                         good_rows: Sequence[list[int]]) -> dict[str, int]:
+  """Campaign -> empty cells read as unknown, over the rows to be built."""
+  out: dict[str, int] = {}
+  for table, good in zip(tables, good_rows):
+    for campaign, per_row in table.problems.empty_unasked.items():
+      cells = int(per_row[good].sum())
+      if cells:
+        out[campaign] = out.get(campaign, 0) + cells
+  return out
 
 
 def plan_gz_evo(manual_dir: str,
@@ -743,6 +807,12 @@ def plan_gz_evo(manual_dir: str,
                        functools.partial(_gz_evo_label_columns, schema),
                        functools.partial(_gz_evo_labels, schema), skip_bad_rows,
                        validation_fraction, test_fraction, rows_per_unit)
+  if plan.empty_unasked_cells:
+    logging.info(
+        'Read %d empty vote cells as unknown answers (0 votes): all columns '
+        'of a campaign were empty in the row, so it did not ask that galaxy. '
+        'Per campaign: %s.', sum(plan.empty_unasked_cells.values()),
+        ', '.join(f'{c} {n}' for c, n in plan.empty_unasked_cells.items()))
   for table in tables:
     ignored = _ignored_vote_columns(schema, table.names)
     if ignored:
