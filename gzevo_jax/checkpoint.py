@@ -19,6 +19,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from gzevo_jax import config_lib
+from gzevo_jax import errors
 from gzevo_jax.config_lib import get_dotted
 from gzevo_jax.schema import Schema
 
@@ -33,7 +34,7 @@ UNREADABLE_SUBDIR = 'checkpoints_unreadable'
 _STATE_SHAPING_FIELDS = ('objective', 'model', 'optimizer.name')
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(errors.UserError):
   """The checkpoint was written by a model of another shape."""
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping, Optional
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from gzevo_jax import schema as schema_lib
 from gzevo_jax.data import augment
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
@@ -300,7 +301,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('loss.byol_form', config.loss.byol_form, losses.BYOL_FORMS)
   _choice('loss.supervised_views', config.loss.supervised_views,
           SUPERVISED_VIEWS)
-  parse_duration(config.train_duration, 1, 'train_duration')
+  if parse_duration(config.train_duration, 1, 'train_duration') < 1:
+    raise ValueError(f'config.train_duration={config.train_duration!r} '
+                     "trains for no step; give at least '1 steps'")
+  schema_lib.get_schema(config.schema)  # A bad schema file fails here.
   parse_duration(config.warmup_duration, 1, 'warmup_duration')
   for field in ('global_batch_size', 'log_every_steps',
                 'checkpoint_every_steps', 'keep_checkpoints',

@@ -43,7 +43,8 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    sys.exit(f'error: unexpected argument(s) {" ".join(argv[1:])}: every '
+             'option is a flag, e.g. --workdir=DIR or --config.FIELD=VALUE')
   try:  # Before anything touches a device.
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
                            _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -51,8 +52,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: {e}')
   distributed.quiet_unless_chief()
   # After flag parsing: --help stays fast.
-  from gzevo_jax import checkpoint, config_lib, train
-  from gzevo_jax.data import common
+  from gzevo_jax import config_lib, errors, train
   logging.get_absl_handler().addFilter(cli.QuietLibraryInfo())
   config = _CONFIG.value
   task = config.get('task', 'pretrain')
@@ -72,8 +72,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: {e}')
   try:
     run(config, workdir)
-  except (common.DataError, FileNotFoundError,
-          checkpoint.IncompatibleCheckpointError) as e:
+  except (errors.UserError, FileNotFoundError) as e:
     sys.exit(f'error: {e}')
 
 

@@ -21,10 +21,12 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from gzevo_jax import errors
+
 _PACKAGE_SCHEMA_DIR = os.path.join(os.path.dirname(__file__), 'schemas')
 
 
-class SchemaError(ValueError):
+class SchemaError(errors.UserError):
   """A decision tree that cannot be used: duplicate columns, bad dependencies."""
 
 

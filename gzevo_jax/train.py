@@ -26,6 +26,7 @@ import optax
 
 from gzevo_jax import checkpoint as checkpoint_lib
 from gzevo_jax import config_lib
+from gzevo_jax import errors
 from gzevo_jax import losses
 from gzevo_jax import metric_writers
 from gzevo_jax import models
@@ -310,7 +311,7 @@ def _make_knn_monitor(setup: Setup):
                             data_dir=config.data.data_dir)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
   """Training produced a NaN or Inf loss or gradient."""
 
 
@@ -356,8 +357,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh()
   n_devices = jax.device_count()
   if config.global_batch_size % n_devices:
-    raise ValueError(f'config.global_batch_size={config.global_batch_size} '
-                     f'does not split evenly over {n_devices} devices')
+    raise errors.UserError(
+        f'config.global_batch_size={config.global_batch_size} does not split '
+        f'evenly over {n_devices} devices; use a multiple of {n_devices}')
   local_batch_size = config.global_batch_size // jax.process_count()
   is_chief = jax.process_index() == 0
   logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '

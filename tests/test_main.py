@@ -4,12 +4,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 
 
 def _run(*args, env_extra=None):
-  env = dict(os.environ, **(env_extra or {}))
-  env.pop('XLA_FLAGS', None)  # One CPU device, as on a laptop.
+  env = dict(os.environ)
+  env.pop('XLA_FLAGS', None)  # One CPU device, as on a laptop (by default).
+  env.update(env_extra or {})
   return subprocess.run([sys.executable, '-m', 'gzevo_jax.main', *args],
                         cwd=REPO_ROOT, env=env, capture_output=True,
                         text=True, timeout=600)
@@ -61,3 +64,51 @@ def test_real_data_not_built_says_how_to_build_it(tmp_path):
   assert last.startswith('error: dataset gz_evo/real is not built')
   assert 'python -m gzevo_jax.data.build --dataset=gz_evo/real' in last
   assert 'Traceback' not in result.stderr
+
+
+def _bad_schema(tmp_path, text):
+  path = tmp_path / 'schema.json'
+  path.write_text(text)
+  return f'--config.schema={path}'
+
+
+# Each case a user can cause, as one `error:` line (no traceback), exit 1.
+# `smoke` runs on the tiny synthetic data (built once per TFDS_DATA_DIR).
+CLI_ERRORS = {
+    'stray positional argument': (
+        lambda tmp: ['extra'], {}, 'error: unexpected argument(s) extra'),
+    'no training step': (
+        lambda tmp: ["--config.train_duration=0 steps"], {},
+        "error: config.train_duration='0 steps' trains for no step"),
+    'schema file is not JSON': (
+        lambda tmp: [_bad_schema(tmp, '{"name": ')], {}, 'not valid JSON'),
+    'schema without campaigns or questions': (
+        lambda tmp: [_bad_schema(tmp, '{"name": "mine"}')], {},
+        'expected a "campaigns" or "questions" field'),
+    'batch that does not split over the devices': (
+        lambda tmp: ['--config.global_batch_size=6'],
+        {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'},
+        'error: config.global_batch_size=6 does not split evenly over 4 '
+        'devices'),
+    'non-finite loss': (
+        lambda tmp: ['--config.optimizer.base_learning_rate=1e30',
+                     '--config.train_duration=8 steps',
+                     '--config.log_every_steps=2'], {},
+        'error: non-finite metrics at step'),
+    'images too large for memory': (
+        lambda tmp: ['--config.data.image_size=100000'], {},
+        'error: config.data.image_size=100000 with a batch of'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CLI_ERRORS))
+def test_user_errors_are_one_line(tmp_path, case):
+  make_args, env, expected = CLI_ERRORS[case]
+  result = _run('--config=configs/hybrid.py:smoke',
+                f'--workdir={tmp_path / "run"}', *make_args(tmp_path),
+                env_extra=env)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: '), last
+  assert expected in last, last

@@ -641,3 +641,14 @@ def test_skip_bad_images_in_examples(tmp_path, caplog):
   assert 'truncated' in skipped[0].reason
   assert len(examples) + len(skipped) == plan.num_rows
   assert any(written.ids[BAD_ROW] in r.getMessage() for r in caplog.records)
+
+
+def test_skip_bad_rows_that_would_skip_every_row_is_an_error(tmp_path):
+  written = rf.write_csv_file_loc(str(tmp_path), n=6)
+  written.columns[VOTE] = [-1] * 6
+  rf.write_table(written.table, written.columns)
+  with pytest.raises(real.CatalogError) as e:
+    real.plan_gz_evo(str(tmp_path), SCHEMA, skip_bad_rows=True)
+  message = str(e.value)
+  assert message.startswith('every one of the 6 row(s)')
+  assert 'empty dataset' in message and written.ids[0] in message

@@ -9,12 +9,13 @@ import hashlib
 
 import numpy as np
 
+from gzevo_jax import errors
 from gzevo_jax.schema import Schema
 
 SPLITS = ('train', 'validation', 'test')
 
 
-class DataError(ValueError):
+class DataError(errors.UserError):
   """Input data that cannot be used, with a message saying what to do.
 
   Commands print it as one `error:` line instead of a traceback.

@@ -762,6 +762,11 @@ def _plan(manual_dir: str, instructions: str, label_columns: _LabelColumns,
         f'{len(bad_rows)} bad row(s) of {num_rows} in the catalogues under '
         f'{manual_dir}:\n{_describe(bad_rows)}\nFix them, or pass '
         'skip_bad_rows=True to skip them (they are then reported).')
+  if bad_rows and len(bad_rows) == num_rows:
+    raise CatalogError(
+        f'every one of the {num_rows} row(s) in the catalogues under '
+        f'{manual_dir} is bad, so skip_bad_rows would build an empty '
+        f'dataset:\n{_describe(bad_rows)}')
   if bad_rows:
     logging.warning(
         'Skipping %d bad row(s) of %d in the catalogues under '

@@ -11,12 +11,14 @@ This module imports no TensorFlow itself; the TFDS path imports it lazily.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping
+import os
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from absl import logging
 import jax
 import ml_collections
 
+from gzevo_jax import errors
 from gzevo_jax.data import common
 from gzevo_jax.schema import Schema
 
@@ -83,12 +85,37 @@ def _check_compatible(builder, config: ml_collections.ConfigDict,
                      f'config.data.channels={config.data.channels}')
 
 
+def check_batch_memory(data_config: ml_collections.ConfigDict,
+                       local_batch_size: int, two_views: bool,
+                       memory_bytes: Optional[int] = None) -> None:
+  """A UserError, before tf.data runs out of memory, if batches cannot fit.
+
+  The pipeline holds about `prefetch_batches` + 2 float32 batches at once;
+  they must fit in half of this machine's memory (`memory_bytes`).
+  """
+  if memory_bytes is None:
+    memory_bytes = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  views = 2 if two_views else 1
+  batch = (local_batch_size * views * data_config.image_size**2 *
+           data_config.channels * 4)
+  needed = batch * (data_config.prefetch_batches + 2)
+  if needed > memory_bytes / 2:
+    raise errors.UserError(
+        f'config.data.image_size={data_config.image_size} with a batch of '
+        f'{local_batch_size} ({views} view(s), {data_config.channels} '
+        f'channels) needs about {needed / 2**30:.1f} GiB for the batches in '
+        f'flight, more than half of this machine\'s '
+        f'{memory_bytes / 2**30:.1f} GiB; lower data.image_size, '
+        'global_batch_size or data.prefetch_batches')
+
+
 def train_data(config: ml_collections.ConfigDict, schema: Schema,
                two_views: bool) -> TrainData:
   """The configured training data for this process."""
   data = config.data
   process_index, process_count = jax.process_index(), jax.process_count()
   local_batch_size = config.global_batch_size // process_count
+  check_batch_memory(data, local_batch_size, two_views)
   if data.source == 'in_memory_synthetic':
     from gzevo_jax.data import in_memory  # Numpy only.
     galaxies = in_memory.make_catalogue(schema, data.num_train_examples,
