@@ -3,13 +3,22 @@
 Each checkpoint step holds three items: `state` (the TrainState pytree),
 `config` (the run's config as JSON) and `schema` (the decision tree as JSON),
 so a checkpoint alone is enough to rebuild the model that wrote it.
+
+Damaged checkpoints: resuming pretraining sets an unreadable step aside (in
+`workdir/checkpoints_unreadable/`) and resumes from the step before it, or
+from scratch; an evaluation, with nothing to fall back on, raises
+UnreadableCheckpointError.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import os
+import re
+import threading
 from typing import Any, Optional, TYPE_CHECKING
 
 from absl import logging
@@ -36,6 +45,105 @@ _STATE_SHAPING_FIELDS = ('objective', 'model', 'optimizer.name')
 
 class IncompatibleCheckpointError(errors.UserError):
   """The checkpoint was written by a model of another shape."""
+
+
+class UnreadableCheckpointError(errors.UserError):
+  """A checkpoint's files are damaged or incomplete (evaluations)."""
+
+
+# Seconds a failed restore waits for its other reads to finish (see below).
+_SETTLE_TIMEOUT_S = 60.0
+
+
+class _SettlingEventLoop(asyncio.SelectorEventLoop):
+  """An event loop that lets its pending tasks finish before it closes.
+
+  Orbax runs each restore in a fresh event loop and closes it as soon as the
+  restore returns or raises. When one TensorStore read fails (a damaged
+  checkpoint), asyncio.gather raises at once while the other reads are
+  still in flight; each of them, finishing later in a TensorStore thread,
+  then calls back into the closed loop and prints `RuntimeError: Event loop
+  is closed`, and their unretrieved errors are logged as "Future exception
+  was never retrieved". Letting them finish first leaves only the error.
+  """
+
+  def close(self) -> None:
+    if not self.is_closed() and not self.is_running():
+      try:
+        asyncio.get_running_loop()
+        nested = True  # Called inside another running loop: cannot wait.
+      except RuntimeError:
+        nested = False
+      pending = [t for t in asyncio.all_tasks(self) if not t.done()]
+      if pending and not nested:
+        _, late = self.run_until_complete(
+            asyncio.wait(pending, timeout=_SETTLE_TIMEOUT_S))
+        for task in late:
+          task.cancel()
+        if late:
+          self.run_until_complete(asyncio.wait(late, timeout=1.0))
+        for task in pending:
+          if task.done() and not task.cancelled():
+            task.exception()  # Retrieved: the restore's error is raised.
+    super().close()
+
+
+class _SettlingPolicy(asyncio.DefaultEventLoopPolicy):
+
+  def new_event_loop(self) -> asyncio.AbstractEventLoop:
+    return _SettlingEventLoop()
+
+
+_settling_lock = threading.Lock()
+_settling_depth = 0
+_policy_before_settling: Optional[asyncio.AbstractEventLoopPolicy] = None
+
+
+@contextlib.contextmanager
+def _settling_event_loops():
+  """Event loops created meanwhile (Orbax's) settle before they close.
+
+  The policy is process-wide: the outermost of overlapping uses (threads)
+  installs it and the last to leave puts the previous one back.
+  """
+  global _settling_depth, _policy_before_settling
+  with _settling_lock:
+    if _settling_depth == 0:
+      _policy_before_settling = asyncio.get_event_loop_policy()
+      asyncio.set_event_loop_policy(_SettlingPolicy())
+    _settling_depth += 1
+  try:
+    yield
+  finally:
+    with _settling_lock:
+      _settling_depth -= 1
+      if _settling_depth == 0:
+        asyncio.set_event_loop_policy(_policy_before_settling)
+        _policy_before_settling = None
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, **items: Any) -> Any:
+  """`manager.restore` of the named items of `step`, settling on failure."""
+  with _settling_event_loops():
+    return manager.restore(step, args=ocp.args.Composite(**items))
+
+
+def _reason(e: BaseException) -> str:
+  """One line saying why a checkpoint could not be read.
+
+  The innermost error (TensorStore's: which file, which byte range) says
+  more than Orbax's wrappers around it.
+  """
+  while e.__cause__ is not None and e.__cause__ is not e:
+    e = e.__cause__
+  text = str(e).strip()
+  text = text.splitlines()[0] if text else ''
+  text = re.sub(r' \[tensorstore_spec.*', '', text)
+  text = re.sub(r'(Error opening "\w+" driver: )+', '', text)
+  text = re.sub(r' in OCDBT database at local file "[^"]*"', '', text)
+  if len(text) > 400:
+    text = text[:397] + '...'
+  return f'{type(e).__name__}: {text}' if text else type(e).__name__
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -89,8 +197,8 @@ def _abstract(tree: Any) -> Any:
 
 def _check_same_model(manager: ocp.CheckpointManager, step: int,
                       config: ml_collections.ConfigDict) -> None:
-  saved_config = manager.restore(step, args=ocp.args.Composite(
-      config=ocp.args.JsonRestore()))['config']
+  saved_config = _restore(manager, step,
+                          config=ocp.args.JsonRestore())['config']
   diffs = _shaping_differences(saved_config, config)
   if diffs:
     raise IncompatibleCheckpointError(
@@ -127,28 +235,63 @@ def restore_or_init(manager: ocp.CheckpointManager, state: 'TrainState',
   Returns the state to train from and its step. A checkpoint that cannot be
   read (corrupt, or cut short by a crash) is moved to
   `workdir/checkpoints_unreadable/` with a warning and the one before it is
-  tried. Raises IncompatibleCheckpointError if the checkpoint's model differs
-  from the config's.
+  tried; if none is readable, training starts over from `state` (step 0),
+  with a warning saying so. Raises IncompatibleCheckpointError if the
+  checkpoint's model differs from the config's. Closes `manager` before
+  raising anything.
   """
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      _check_same_model(manager, step, config)
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(_abstract(state))))['state']
-    except IncompatibleCheckpointError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      # Orbax and TensorStore raise many types for damaged files.
-      logging.warning('the checkpoint at step %d in %s cannot be read (%s: '
-                      '%s); moving it to %s and trying the one before it',
-                      step, manager.directory, type(e).__name__,
-                      str(e).splitlines()[0][:300] if str(e) else '',
-                      UNREADABLE_SUBDIR)
-      _set_aside(manager, step)
-      continue
-    logging.info('resumed from %s at step %d', manager.directory, step)
-    return restored, step
+  set_aside = []
+  try:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        _check_same_model(manager, step, config)
+        restored = _restore(manager, step, state=ocp.args.StandardRestore(
+            _abstract(state)))['state']
+      except IncompatibleCheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        # Orbax and TensorStore raise many types for damaged files.
+        logging.warning('the checkpoint at step %d in %s cannot be read (%s); '
+                        'moving it to %s and trying the one before it', step,
+                        manager.directory, _reason(e), UNREADABLE_SUBDIR)
+        _set_aside(manager, step)
+        set_aside.append(step)
+        continue
+      logging.info('resumed from %s at step %d', manager.directory, step)
+      return restored, step
+  except BaseException:
+    manager.close()  # The caller's cleanup has not started yet.
+    raise
+  if set_aside:
+    logging.warning(
+        'no readable checkpoint left in %s (steps %s set aside in %s): '
+        'training starts over from step 0', manager.directory,
+        ', '.join(map(str, sorted(set_aside))),
+        os.path.join(os.path.dirname(str(manager.directory)),
+                     UNREADABLE_SUBDIR))
   return state, 0
+
+
+def _unreadable(workdir: str, step: int, steps: list[int],
+                e: Exception) -> UnreadableCheckpointError:
+  """The error an evaluation raises for a checkpoint it cannot read."""
+  steps = sorted(steps)
+  saved = ', '.join(map(str, steps))
+  if not steps or step == steps[-1]:
+    # Resuming tries the latest step first, so it sets this one aside.
+    todo = (f'rerun the pretraining command with --workdir={workdir}: it '
+            f'moves unreadable steps to {UNREADABLE_SUBDIR}/ and trains '
+            'again from the latest readable one')
+    if len(steps) > 1:
+      todo += (f'; or evaluate an earlier step with --config.pretrained_step='
+               f'{steps[-2]} (saved steps: {saved})')
+  else:
+    todo = ('evaluate another step with --config.pretrained_step=STEP (saved '
+            f'steps: {saved})')
+  return UnreadableCheckpointError(
+      f'the checkpoint at step {step} in {checkpoint_dir(workdir)} cannot be '
+      f'read ({_reason(e)}): its files are damaged or incomplete. To go on, '
+      f'{todo}.')
 
 
 def _require_checkpoint(manager: ocp.CheckpointManager, workdir: str,
@@ -169,11 +312,21 @@ def _require_checkpoint(manager: ocp.CheckpointManager, workdir: str,
 
 def load_config_and_schema(workdir: str, step: Optional[int] = None
                            ) -> tuple[ml_collections.ConfigDict, Schema, int]:
-  """The config and schema stored with a checkpoint (latest by default)."""
+  """The config and schema stored with a checkpoint (latest by default).
+
+  Raises FileNotFoundError if there is no such checkpoint, and
+  UnreadableCheckpointError if its files cannot be read.
+  """
   with make_manager(workdir, for_reading=True) as manager:
     step = _require_checkpoint(manager, workdir, step)
-    items = manager.restore(step, args=ocp.args.Composite(
-        config=ocp.args.JsonRestore(), schema=ocp.args.JsonRestore()))
+    try:
+      items = _restore(manager, step, config=ocp.args.JsonRestore(),
+                       schema=ocp.args.JsonRestore())
+      if not isinstance(items['config'], dict) or not isinstance(
+          items['schema'], dict):
+        raise ValueError('its config or schema is not a JSON object')
+    except Exception as e:  # pylint: disable=broad-except
+      raise _unreadable(workdir, step, manager.all_steps(), e) from e
   # Fields added to the config since the checkpoint was written keep their
   # defaults, so older checkpoints stay readable.
   config = config_lib.base_config(items['config']['objective'])
@@ -188,6 +341,7 @@ def _restore_online(
   """The setup (model, config, schema) and train state of a checkpoint.
 
   Restored onto this process's first device, whatever the mesh that wrote it.
+  Raises UnreadableCheckpointError if the checkpoint cannot be read.
   """
   from gzevo_jax import train  # Local: train imports this module.
   config, schema, step = load_config_and_schema(workdir, step)
@@ -197,8 +351,11 @@ def _restore_online(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
       jax.eval_shape(functools.partial(train.create_train_state, setup)))
   with make_manager(workdir, for_reading=True) as manager:
-    state = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))['state']
+    try:
+      state = _restore(manager, step,
+                       state=ocp.args.StandardRestore(abstract))['state']
+    except Exception as e:  # pylint: disable=broad-except
+      raise _unreadable(workdir, step, manager.all_steps(), e) from e
   return setup, state, step
 
 
@@ -208,7 +365,8 @@ def restore_encoder(workdir: str, step: Optional[int] = None
 
   Returns `(encoder, variables)` with `variables = {'params': ...,
   'batch_stats': ...}` (batch_stats empty for encoders without BatchNorm),
-  ready for `encoder.apply(variables, images, train=False)`.
+  ready for `encoder.apply(variables, images, train=False)`. Raises
+  UnreadableCheckpointError if the checkpoint's files cannot be read.
   """
   from gzevo_jax import models  # Local, as in _restore_online.
   setup, state, step = _restore_online(workdir, step)
@@ -230,7 +388,8 @@ def restore_model(
   Returns `(model, variables, config, schema)` with `variables = {'params':
   ..., 'batch_stats': ...}` of the online network (not the BYOL target),
   ready for `model.apply(variables, images, train=False)`; the model has a
-  Dirichlet head only for the supervised and hybrid objectives.
+  Dirichlet head only for the supervised and hybrid objectives. Raises
+  UnreadableCheckpointError if the checkpoint's files cannot be read.
   """
   setup, state, step = _restore_online(workdir, step)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}

@@ -333,6 +333,150 @@ def _window_means(history: list[tuple[int, dict[str, Any]]]) -> dict[str, float]
   return {k: float(np.mean([m[k] for _, m in history])) for k in keys}
 
 
+class _MetricsWindow:
+  """The metrics of the steps since the last log line.
+
+  Device values are fetched only when needed; the step time leaves out the
+  first (compiling) step and the kNN monitor's pauses.
+  """
+
+  def __init__(self):
+    self.history: list[tuple[int, dict[str, Any]]] = []
+    self.start, self.steps = time.perf_counter(), 0
+
+  def add(self, step: int, metrics: dict[str, Any]) -> None:
+    self.history.append((step, metrics))
+    self.steps += 1
+
+  def restart_after_compile(self, step: int, metrics: dict[str, Any]) -> None:
+    jax.block_until_ready(metrics)
+    logging.info('step %d compiled and ran in %.1fs', step,
+                 time.perf_counter() - self.start)
+    self.start, self.steps = time.perf_counter(), 0
+    self.history = [(step, jax.device_get(metrics))]
+
+  def fetch(self) -> list[tuple[int, dict[str, Any]]]:
+    self.history = jax.device_get(self.history)
+    return self.history
+
+  def scalars(self, images_per_step_per_device: float) -> dict[str, float]:
+    """Means over the window, with step time and throughput."""
+    elapsed = time.perf_counter() - self.start
+    scalars = _window_means(self.history)
+    if self.steps:
+      scalars['step_time_s'] = elapsed / self.steps
+      scalars['images_per_s_per_device'] = (
+          self.steps * images_per_step_per_device / elapsed)
+    return scalars
+
+  def reset(self) -> None:
+    self.history, self.steps = [], 0
+    self.start = time.perf_counter()
+
+  def leave_out(self, seconds: float) -> None:
+    self.start += seconds
+
+
+@dataclasses.dataclass
+class _Loop:
+  """What the training loop's body needs besides the state."""
+  config: ml_collections.ConfigDict
+  setup: Setup
+  mesh: jax.sharding.Mesh
+  manager: Any  # ocp.CheckpointManager
+  writer: metric_writers.MetricWriter
+  monitor: Optional[Any]
+  step_fn: Any
+  local_batch_size: int
+  n_devices: int
+  is_chief: bool
+
+
+def _log_window(loop: _Loop, window: _MetricsWindow, step: int) -> None:
+  """Writes the window's metrics and logs progress; starts a new window."""
+  durations = loop.setup.durations
+  scalars = window.scalars(loop.config.global_batch_size / loop.n_devices)
+  scalars['epoch'] = step / durations.steps_per_epoch
+  loop.writer.write_scalars(step, scalars)
+  if 'step_time_s' in scalars and loop.is_chief:
+    remaining = (durations.total_steps - step) * scalars['step_time_s']
+    logging.info('step %d/%d (%.0f%%), about %.0f s to go', step,
+                 durations.total_steps, 100 * step / durations.total_steps,
+                 remaining)
+  window.reset()
+
+
+def _run_monitor(loop: _Loop, window: _MetricsWindow, state: TrainState,
+                 step: int) -> None:
+  """The kNN monitor on the online encoder; its time is not a step's."""
+  start = time.perf_counter()
+  knn = loop.monitor(encoder_variables(state))
+  loop.writer.write_scalars(step, knn, prefix='monitor')
+  window.leave_out(time.perf_counter() - start)
+
+
+def _train_steps(loop: _Loop, state: TrainState, batches: Iterator[Batch],
+                 start_step: int, stop_requests: preemption.StopRequests
+                 ) -> tuple[TrainState, Optional[int]]:
+  """Steps from start_step + 1 to the end; (state, step stopped at or None).
+
+  Logs every log_every_steps, runs the monitor, saves checkpoints, and
+  stops early (after saving) when a signal asks every process to.
+  """
+  config, total = loop.config, loop.setup.durations.total_steps
+  window = _MetricsWindow()
+  last_saved = loop.manager.latest_step()
+  for step in range(start_step + 1, total + 1):
+    local_batch = next(batches)
+    first = step == start_step + 1
+    if first:
+      check_batch(local_batch, loop.setup, loop.local_batch_size)
+    state, metrics = loop.step_fn(state,
+                                  parallel.global_batch(local_batch, loop.mesh))
+    window.add(step, metrics)
+    if first:
+      window.restart_after_compile(step, metrics)
+      _check_finite(window.history, last_saved)
+    is_last = step == total
+    log_now = step % config.log_every_steps == 0 or is_last
+    save_now = step % config.checkpoint_every_steps == 0 or is_last
+    if (log_now or save_now) and window.history:
+      _check_finite(window.fetch(), last_saved)
+    if log_now and window.history:
+      _log_window(loop, window, step)
+    every = config.knn_monitor.every_steps
+    if loop.monitor is not None and (step % every == 0 or is_last):
+      _run_monitor(loop, window, state, step)
+    # Every process asks at every step, so all stop at the same one.
+    stop_now = stop_requests.should_stop(step) and not is_last
+    if save_now or stop_now:
+      checkpoint_lib.save(loop.manager, step, state, config, loop.setup.schema)
+      last_saved = step
+    if stop_now:
+      return state, step
+  return state, None
+
+
+def _devices_for_batch(config: ml_collections.ConfigDict) -> int:
+  """The device count, once the global batch is known to split over it."""
+  n_devices = jax.device_count()
+  if config.global_batch_size % n_devices:
+    raise errors.UserError(
+        f'config.global_batch_size={config.global_batch_size} does not split '
+        f'evenly over {n_devices} devices; use a multiple of {n_devices}')
+  return n_devices
+
+
+def _log_end(stopped_at: Optional[int], total_steps: int, workdir: str) -> None:
+  where = checkpoint_lib.checkpoint_dir(workdir)
+  if stopped_at is not None:
+    logging.warning('stopped at step %d of %d by a signal; checkpoint saved in '
+                    '%s. Rerun the same command to resume.', stopped_at,
+                    total_steps, where)
+  else:
+    logging.info('finished %d steps; checkpoints in %s', total_steps, where)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        data_iterator: Optional[Iterator[Batch]] = None
                        ) -> TrainState:
@@ -355,19 +499,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       train_data.num_examples if train_data else None))
   durations = setup.durations
   mesh = parallel.make_mesh()
-  n_devices = jax.device_count()
-  if config.global_batch_size % n_devices:
-    raise errors.UserError(
-        f'config.global_batch_size={config.global_batch_size} does not split '
-        f'evenly over {n_devices} devices; use a multiple of {n_devices}')
-  local_batch_size = config.global_batch_size // jax.process_count()
-  is_chief = jax.process_index() == 0
+  n_devices = _devices_for_batch(config)
   logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '
                '(%d per epoch), workdir %s', config.run_name,
                config.objective, n_devices, jax.devices()[0].platform,
                config.global_batch_size, durations.total_steps,
                durations.steps_per_epoch, workdir)
-
   manager = checkpoint_lib.make_manager(
       workdir, max_to_keep=config.keep_checkpoints,
       async_save=config.async_checkpointing)
@@ -379,80 +516,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  start_step, durations.total_steps)
     manager.close()
     return state
-
   if data_iterator is None:
     data_iterator = train_data.batches(start_step)
-  monitor = _make_knn_monitor(setup)
-  step_fn = make_train_step(setup, mesh)
-  writer = metric_writers.MetricWriter(workdir, enabled=is_chief)
-  history: list[tuple[int, dict[str, Any]]] = []
-  window_start, window_steps = time.perf_counter(), 0
-  last_saved = manager.latest_step()
-  stopped_at = None
+  writer = metric_writers.MetricWriter(workdir,
+                                       enabled=jax.process_index() == 0)
+  loop = _Loop(config, setup, mesh, manager, writer, _make_knn_monitor(setup),
+               make_train_step(setup, mesh),
+               config.global_batch_size // jax.process_count(), n_devices,
+               jax.process_index() == 0)
   with preemption.StopRequests() as stop_requests:
     try:
-      for step in range(start_step + 1, durations.total_steps + 1):
-        local_batch = next(data_iterator)
-        if step == start_step + 1:
-          check_batch(local_batch, setup, local_batch_size)
-        state, metrics = step_fn(state,
-                                 parallel.global_batch(local_batch, mesh))
-        history.append((step, metrics))
-        window_steps += 1
-        if step == start_step + 1:
-          jax.block_until_ready(metrics)
-          logging.info('step %d compiled and ran in %.1fs', step,
-                       time.perf_counter() - window_start)
-          window_start, window_steps = time.perf_counter(), 0
-          history = [(step, jax.device_get(metrics))]
-          _check_finite(history, last_saved)
-
-        is_last = step == durations.total_steps
-        log_now = step % config.log_every_steps == 0 or is_last
-        save_now = step % config.checkpoint_every_steps == 0 or is_last
-        if (log_now or save_now) and history:
-          history = jax.device_get(history)
-          _check_finite(history, last_saved)
-        if log_now and history:
-          elapsed = time.perf_counter() - window_start
-          scalars = _window_means(history)
-          if window_steps:
-            scalars['step_time_s'] = elapsed / window_steps
-            scalars['images_per_s_per_device'] = (
-                window_steps * config.global_batch_size / n_devices / elapsed)
-          scalars['epoch'] = step / durations.steps_per_epoch
-          writer.write_scalars(step, scalars)
-          if window_steps and is_chief:
-            remaining = (durations.total_steps - step) * elapsed / window_steps
-            logging.info('step %d/%d (%.0f%%), about %.0f s to go', step,
-                         durations.total_steps,
-                         100 * step / durations.total_steps, remaining)
-          history, window_steps = [], 0
-          window_start = time.perf_counter()
-        every = config.knn_monitor.every_steps
-        if monitor is not None and (step % every == 0 or is_last):
-          monitor_start = time.perf_counter()
-          knn = monitor(encoder_variables(state))
-          writer.write_scalars(step, knn, prefix='monitor')
-          window_start += time.perf_counter() - monitor_start  # Not a step.
-        # Every process asks at every step, so all stop at the same one.
-        stop_now = stop_requests.should_stop(step) and not is_last
-        if save_now or stop_now:
-          checkpoint_lib.save(manager, step, state, config, setup.schema)
-          last_saved = step
-        if stop_now:
-          stopped_at = step
-          break
+      state, stopped_at = _train_steps(loop, state, data_iterator,
+                                       start_step, stop_requests)
     finally:
       manager.wait_until_finished()
       manager.close()
       writer.close()
-  if stopped_at is not None:
-    logging.warning('stopped at step %d of %d by a signal; checkpoint saved in '
-                    '%s. Rerun the same command to resume.', stopped_at,
-                    durations.total_steps,
-                    checkpoint_lib.checkpoint_dir(workdir))
-  else:
-    logging.info('finished %d steps; checkpoints in %s', durations.total_steps,
-                 checkpoint_lib.checkpoint_dir(workdir))
+  _log_end(stopped_at, durations.total_steps, workdir)
   return state
