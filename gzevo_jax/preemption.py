@@ -24,6 +24,20 @@ import jax
 from jax.experimental import multihost_utils
 
 
+class Stopped(SystemExit):
+  """A run that a signal stopped after saving its checkpoint.
+
+  A SystemExit with status 0: the command ends as the user asked (rerun to
+  resume), and commands that go on to use the trained encoder (the
+  ablation, the label-efficiency experiment) end too, instead of scoring a
+  half-trained one.
+  """
+
+  def __init__(self, step: int):
+    super().__init__(0)
+    self.step = step
+
+
 class StopRequests:
   """A context in which SIGTERM and SIGINT ask the train loop to stop."""
 

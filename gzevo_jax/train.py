@@ -489,6 +489,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     data_iterator: optional iterator of this process's batches (for tests or
       custom data), starting at the resumed step; defaults to the configured
       data source.
+
+  Raises:
+    preemption.Stopped: (a SystemExit with status 0) when SIGTERM or SIGINT
+      stopped the run early, after its checkpoint was saved.
   """
   config_lib.validate(config)
   train_data = None
@@ -533,4 +537,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       manager.close()
       writer.close()
   _log_end(stopped_at, durations.total_steps, workdir)
+  if stopped_at is not None:
+    raise preemption.Stopped(stopped_at)
   return state
