@@ -70,6 +70,14 @@ def write_table(path: str, columns: dict[str, Any]) -> None:
     pq.write_table(table, path)
 
 
+def set_cell(written: Written, column: str, row: int, value: Any) -> None:
+  """Rewrites one cell of a writer's table on disk."""
+  values = list(pa.array(written.columns[column]).to_pylist())
+  values[row] = value
+  written.columns[column] = values
+  write_table(written.table, written.columns)
+
+
 def random_votes(rng: np.random.Generator, schema: Schema,
                  campaigns: Sequence[str]) -> np.ndarray:
   """int32 [num_answers]: random counts for the given campaigns' answers."""

@@ -20,14 +20,6 @@ from gzevo_jax.schema import GZ_EVO_V0_1 as SCHEMA
 SIZE = rf.IMAGE_SIZE  # Stored at the fixtures' size: lossless images match.
 
 
-def _set(written, column, row, value):
-  """Rewrites one cell of a fixture's table."""
-  values = written.columns[column].to_pylist()
-  values[row] = value
-  written.columns[column] = values
-  rf.write_table(written.table, written.columns)
-
-
 def _build(builder_class, manual_dir, data_dir, beam=False, **kwargs):
   config = builders.GalaxyConfig(name='real_test', source='real',
                                  image_size=SIZE, image_format='png',
@@ -127,7 +119,7 @@ def test_bad_count_stops_the_build_naming_file_and_row(tmp_path):
   root = str(tmp_path / 'manual')
   w = rf.write_csv_file_loc(root)
   column = next(c for c in w.columns if c.startswith('smooth-or-featured-dr5'))
-  _set(w, column, 3, -2)
+  rf.set_cell(w, column, 3, -2)
   with pytest.raises(real.CatalogError) as error:
     _build(builders.GzEvo, root, tmp_path / 'tfds')
   message = str(error.value)
@@ -139,7 +131,7 @@ def test_skip_bad_rows_builds_the_rest_and_lists_the_skipped(tmp_path):
   root = str(tmp_path / 'manual')
   w = rf.write_csv_file_loc(root)
   column = next(c for c in w.columns if c.startswith('bar-dr8'))
-  _set(w, column, 1, 2.5)
+  rf.set_cell(w, column, 1, 2.5)
   truncated = os.path.join(root, 'images', 'csv_images', f'{w.ids[5]}.png')
   with open(truncated, 'rb') as f:
     data = f.read()

@@ -164,10 +164,7 @@ def test_an_empty_cell_beside_counts_of_its_campaign_is_an_error(tmp_path):
   written = rf.write_hf_parquet(str(tmp_path), unasked_empty=True)
   column = 'smooth-or-featured-dr12_smooth'
   row = 0  # Asked by dr12 only (see campaigns_cycle).
-  values = written.columns[column].to_pylist()
-  values[row] = None
-  written.columns[column] = values
-  rf.write_table(written.table, written.columns)
+  rf.set_cell(written, column, row, None)
   with pytest.raises(real.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value), 'train-00000.parquet', written.ids[row],
@@ -420,10 +417,7 @@ VOTE = 'smooth-or-featured-dr5_smooth'
 ])
 def test_bad_vote_counts(tmp_path, writer, file_name, csv, value, reason):
   written = writer(str(tmp_path), campaigns=('dr5', 'dr8'))
-  values = written.columns[VOTE].to_pylist()
-  values[BAD_ROW] = value
-  written.columns[VOTE] = values
-  rf.write_table(written.table, written.columns)
+  rf.set_cell(written, VOTE, BAD_ROW, value)
   with pytest.raises(real.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value),
