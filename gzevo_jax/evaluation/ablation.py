@@ -324,7 +324,7 @@ def record_results(config: ml_collections.ConfigDict, name: str,
     return
   os.makedirs(config.stage_archive, exist_ok=True)
   record = {'record_version': RECORD_VERSION, 'name': name, 'spec': spec,
-            'config': {k: v for k, v in flat_fields(_plain(resolved)).items()},
+            'config': flat_fields(_plain(resolved)),
             'recorded': time.strftime('%Y-%m-%d'),
             'results': _portable(results)}
   path = _record_path(config, name)
