@@ -32,6 +32,10 @@ setuptools.setup(
         # Real catalogues: parquet/CSV tables and JPG/PNG images.
         'pyarrow>=14',
         'pillow>=10',
+        # FITS images for configs/predict.py (read with astropy.io.fits).
+        'astropy>=6',
+        # Vote-prediction metrics and intervals (betabinom, betaincinv).
+        'scipy>=1.11',
         # Picture grids and plots.
         'matplotlib>=3.7',
     ],

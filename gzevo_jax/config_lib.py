@@ -116,7 +116,7 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
 
 
 DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes',
-                    'label_efficiency', 'ablation')
+                    'label_efficiency', 'ablation', 'predict')
 
 
 def encoder_evaluation_config(task: str) -> ml_collections.ConfigDict:

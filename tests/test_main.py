@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO_ROOT
 
 
-def _run(*args, env_extra=None):
+def run_main(*args, env_extra=None):
   env = dict(os.environ)
   env.pop('XLA_FLAGS', None)  # One CPU device, as on a laptop (by default).
   env.update(env_extra or {})
@@ -20,9 +20,9 @@ def _run(*args, env_extra=None):
 
 def test_main_runs_smoke_config_end_to_end(tmp_path):
   workdir = tmp_path / 'run'
-  result = _run('--config=configs/supervised.py:smoke',
-                f'--workdir={workdir}', '--config.train_duration=4 steps',
-                '--config.log_every_steps=2', '--config.data.image_size=16')
+  result = run_main('--config=configs/supervised.py:smoke',
+                    f'--workdir={workdir}', '--config.train_duration=4 steps',
+                    '--config.log_every_steps=2', '--config.data.image_size=16')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'finished 4 steps' in result.stderr
   assert (workdir / 'metrics.jsonl').exists()
@@ -30,15 +30,16 @@ def test_main_runs_smoke_config_end_to_end(tmp_path):
 
 
 def test_unknown_config_field_lists_valid_fields():
-  result = _run('--config=configs/hybrid.py:smoke', '--config.model.encodr=x')
+  result = run_main('--config=configs/hybrid.py:smoke',
+                    '--config.model.encodr=x')
   assert result.returncode != 0
   assert "unknown config field 'model.encodr'" in result.stderr
   assert 'width_multiplier' in result.stderr
 
 
 def test_unknown_model_lists_valid_models(tmp_path):
-  result = _run('--config=configs/hybrid.py:smoke',
-                f'--workdir={tmp_path}', '--config.model.encoder=vit')
+  result = run_main('--config=configs/hybrid.py:smoke',
+                    f'--workdir={tmp_path}', '--config.model.encoder=vit')
   assert result.returncode != 0
   assert 'convnext_nano, convnext_tiny, resnet18, resnet50' in result.stderr
 
@@ -47,7 +48,8 @@ def test_core_modules_do_not_import_tensorflow():
   code = ('import sys\n'
           'import gzevo_jax.schema, gzevo_jax.losses, gzevo_jax.models, '
           'gzevo_jax.train, gzevo_jax.checkpoint, gzevo_jax.main, '
-          'gzevo_jax.data.in_memory\n'
+          'gzevo_jax.data.in_memory, gzevo_jax.data.user_images, '
+          'gzevo_jax.evaluation.predict\n'
           'bad = [m for m in sys.modules if m.split(".")[0] in '
           '("tensorflow", "tensorflow_datasets")]\n'
           'assert not bad, bad\n')
@@ -57,8 +59,9 @@ def test_core_modules_do_not_import_tensorflow():
 
 
 def test_real_data_not_built_says_how_to_build_it(tmp_path):
-  result = _run('--config=configs/hybrid.py:gz_evo', f'--workdir={tmp_path}',
-                env_extra={'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
+  result = run_main('--config=configs/hybrid.py:gz_evo',
+                    f'--workdir={tmp_path}',
+                    env_extra={'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
   assert result.returncode != 0
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('error: dataset gz_evo/real is not built')
@@ -104,9 +107,9 @@ CLI_ERRORS = {
 @pytest.mark.parametrize('case', sorted(CLI_ERRORS))
 def test_user_errors_are_one_line(tmp_path, case):
   make_args, env, expected = CLI_ERRORS[case]
-  result = _run('--config=configs/hybrid.py:smoke',
-                f'--workdir={tmp_path / "run"}', *make_args(tmp_path),
-                env_extra=env)
+  result = run_main('--config=configs/hybrid.py:smoke',
+                    f'--workdir={tmp_path / "run"}', *make_args(tmp_path),
+                    env_extra=env)
   assert result.returncode == 1, result.stderr[-3000:]
   assert 'Traceback' not in result.stderr, result.stderr[-3000:]
   last = result.stderr.strip().splitlines()[-1]

@@ -92,9 +92,17 @@ def _per_answer(x: np.ndarray, schema: Schema) -> np.ndarray:
   return x[:, schema.answer_question_index]
 
 
-def _fractions(x: np.ndarray, schema: Schema) -> np.ndarray:
-  """x_j / (sum of x over j's question), 0 where that sum is 0."""
-  totals = _per_answer(_question_sums(x, schema), schema)
+def question_totals_per_answer(x: np.ndarray, schema: Schema) -> np.ndarray:
+  """[N, A] -> [N, A]: each answer's question total (a_0 of concentrations)."""
+  return _per_answer(_question_sums(x, schema), schema)
+
+
+def fractions_by_question(x: np.ndarray, schema: Schema) -> np.ndarray:
+  """x_j / (sum of x over j's question), 0 where that sum is 0.
+
+  Of concentrations, the expected vote fractions a_j / a_0.
+  """
+  totals = question_totals_per_answer(x, schema)
   return np.divide(x, totals, out=np.zeros_like(x), where=totals > 0)
 
 
@@ -132,7 +140,8 @@ def vote_fraction_mae(votes: np.ndarray, concentrations: np.ndarray,
   where |q| is the number of answers; NaN for a question no galaxy answered.
   """
   k, a = _check(votes, concentrations, schema)
-  error = np.abs(_fractions(a, schema) - _fractions(k, schema))
+  error = np.abs(
+      fractions_by_question(a, schema) - fractions_by_question(k, schema))
   answers_per_question = np.bincount(schema.answer_question_index)
   per_galaxy = _question_sums(error, schema) / answers_per_question
   return _mean_over_answered(per_galaxy, _question_sums(k, schema) > 0)
@@ -196,8 +205,8 @@ def reliability(votes: np.ndarray,
     raise ValueError(f'bins must be positive, got {bins}')
   k, a = _check(votes, concentrations, schema)
   used = _per_answer(_question_sums(k, schema), schema) > 0
-  predicted = _fractions(a, schema)[used]
-  observed = _fractions(k, schema)[used]
+  predicted = fractions_by_question(a, schema)[used]
+  observed = fractions_by_question(k, schema)[used]
   edges = np.linspace(0.0, 1.0, bins + 1)
   index = np.digitize(predicted, edges[1:-1])  # 0 .. bins - 1 on [0, 1].
   count = np.bincount(index, minlength=bins)
