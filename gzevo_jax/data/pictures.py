@@ -8,6 +8,9 @@ writes two PNGs into --out:
                 campaign and leading vote fractions (or 'unlabelled');
   views.png     pairs of augmented views, exactly as the train pipeline makes
                 them for the config (same seeds as training step 0).
+With --cutouts=N it also writes N galaxies of the --split as one PNG each,
+cutouts/<id_str>.png, the dataset's stored pixels: a folder to try
+`configs/predict.py` on.
 """
 
 from __future__ import annotations
@@ -113,11 +116,49 @@ def write_pictures(config, out_dir: str, num: int = 24) -> tuple[str, str]:
   return galaxies, views_path
 
 
+def _file_name(id_str: str) -> str:
+  """An id as a file name: path separators and odd characters become '_'."""
+  return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in id_str)
+
+
+def write_cutouts(config, out_dir: str, num: int, split: str = 'test') -> str:
+  """Writes `num` galaxies of `split` as <out_dir>/<id_str>.png; the folder.
+
+  The dataset's stored pixels, as 8-bit PNGs: nothing is lost (the stored
+  images are 8-bit), so a model reading them back sees what it sees when it
+  reads the dataset.
+  """
+  from PIL import Image
+  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  from gzevo_jax.data import sources
+  builder = sources.prepare_dataset(config.data)
+  stored_size = builder.info.features['image'].shape[0]
+  os.makedirs(out_dir, exist_ok=True)
+  written = 0
+  for batch in pipeline.eval_batches(builder, split, batch_size=min(num, 256),
+                                     image_size=stored_size):
+    for image, id_str in zip(batch['image'][batch['mask']],
+                             batch['id_str'][batch['mask']]):
+      if written == num:
+        return out_dir
+      pixels = np.round(image * 255).astype(np.uint8)
+      Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+                      ).save(os.path.join(out_dir,
+                                          _file_name(id_str.decode()) + '.png'))
+      written += 1
+  return out_dir
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  for path in write_pictures(flags.FLAGS.config, flags.FLAGS.out,
-                             flags.FLAGS.num):
+  paths = list(write_pictures(flags.FLAGS.config, flags.FLAGS.out,
+                              flags.FLAGS.num))
+  if flags.FLAGS.cutouts:
+    paths.append(write_cutouts(flags.FLAGS.config,
+                               os.path.join(flags.FLAGS.out, 'cutouts'),
+                               flags.FLAGS.cutouts, flags.FLAGS.split))
+  for path in paths:
     logging.info('wrote %s', path)
     print(path)
 
@@ -127,4 +168,7 @@ if __name__ == '__main__':
   cli.config_flag('configs/hybrid.py')
   flags.DEFINE_string('out', 'runs/pictures', 'output directory')
   flags.DEFINE_integer('num', 24, 'galaxies (and view pairs) to show')
+  flags.DEFINE_integer('cutouts', 0, 'also write this many galaxies as one '
+                       'PNG each, into <out>/cutouts', lower_bound=0)
+  flags.DEFINE_string('split', 'test', 'the split --cutouts come from')
   app.run(main, flags_parser=cli.parse_flags)
