@@ -1,8 +1,9 @@
-"""Command-line plumbing shared by every entry point that takes --config.
+"""Command-line plumbing shared by every entry point.
 
-Each command defines `--config` with `config_flag()` and runs with
-`app.run(main, flags_parser=parse_flags)`, so a bad config file, variant or
-field is a one-line `error:` whatever the command.
+Each command defines its flags (`--config` with `config_flag()`) and runs
+with `cli.run(main)`: one rule for the whole command line, every error a
+user can cause (a bad config file, variant or field, a stray argument, a
+`UserError` or a missing file) is one `error:` line and exit status 1.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import logging as pylogging
 import os
 import re
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
+from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -76,3 +78,24 @@ class QuietLibraryInfo(pylogging.Filter):
   def filter(self, record: pylogging.LogRecord) -> bool:
     return (record.levelno >= pylogging.WARNING or
             not any(part in record.pathname for part in self._CHATTY))
+
+
+def one_line_errors(main: Callable[[Sequence[str]], None]
+                    ) -> Callable[[Sequence[str]], None]:
+  """`main` with stray arguments and the errors a user causes as `error:`."""
+  def wrapped(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      sys.exit(f'error: unexpected argument(s) {" ".join(argv[1:])}: every '
+               'option is a flag, e.g. --workdir=DIR or --config.FIELD=VALUE')
+    from gzevo_jax import errors
+    try:
+      main(argv)
+    except (errors.UserError, FileNotFoundError) as e:
+      sys.exit(f'error: {e}')
+
+  return wrapped
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+  """`app.run` for a command of this package, with its one error rule."""
+  app.run(one_line_errors(main), flags_parser=parse_flags)

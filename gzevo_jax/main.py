@@ -16,7 +16,6 @@ import importlib
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -42,9 +41,7 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected argument(s) {" ".join(argv[1:])}: every '
-             'option is a flag, e.g. --workdir=DIR or --config.FIELD=VALUE')
+  del argv  # cli.run says what to do with stray arguments.
   try:  # Before anything touches a device.
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
                            _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -52,7 +49,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: {e}')
   distributed.quiet_unless_chief()
   # After flag parsing: --help stays fast.
-  from gzevo_jax import config_lib, errors, train
+  from gzevo_jax import config_lib, train
   logging.get_absl_handler().addFilter(cli.QuietLibraryInfo())
   config = _CONFIG.value
   task = config.get('task', 'pretrain')
@@ -70,11 +67,8 @@ def main(argv: Sequence[str]) -> None:
     validate(config)
   except ValueError as e:
     sys.exit(f'error: {e}')
-  try:
-    run(config, workdir)
-  except (errors.UserError, FileNotFoundError) as e:
-    sys.exit(f'error: {e}')
+  run(config, workdir)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -115,3 +115,29 @@ def test_user_errors_are_one_line(tmp_path, case):
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('error: '), last
   assert expected in last, last
+
+
+# The other commands follow the same rule (cli.run).
+OTHER_COMMAND_ERRORS = {
+    'build: unknown dataset': (
+        ['gzevo_jax.data.build', '--dataset=gz_evo/nonsense'],
+        "error: unknown config 'nonsense' of gz_evo"),
+    'pictures: stray argument': (
+        ['gzevo_jax.data.pictures', 'galaxies'],
+        'error: unexpected argument(s) galaxies'),
+    'benchmark: stray argument': (
+        ['gzevo_jax.benchmark', '--objectives=hybrid', 'fast'],
+        'error: unexpected argument(s) fast'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(OTHER_COMMAND_ERRORS))
+def test_other_commands_print_one_error_line(tmp_path, case):
+  args, expected = OTHER_COMMAND_ERRORS[case]
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  result = subprocess.run([sys.executable, '-m', *args], cwd=REPO_ROOT,
+                          env=dict(env, TFDS_DATA_DIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  assert result.stderr.strip().splitlines()[-1].startswith(expected)

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 from PIL import Image
 import pyarrow.parquet as pq

@@ -16,7 +16,6 @@ import tempfile
 import time
 from typing import Sequence
 
-from absl import app
 from absl import flags
 import ml_collections
 
@@ -50,8 +49,7 @@ def pipeline_images_per_second(config: ml_collections.ConfigDict,
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # cli.run says what to do with stray arguments.
   config = flags.FLAGS.config
   print(f'dataset {config.data.dataset}, {config.data.image_size} px, '
         f'batch {config.global_batch_size}, objective {config.objective}, '
@@ -69,4 +67,4 @@ if __name__ == '__main__':
                        'batches)')
   flags.DEFINE_bool('build', False, 'also time a fresh build of '
                     'config.data.dataset')
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -13,13 +13,13 @@ themselves; real data is built once with this command (or `tfds build`).
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Optional, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from gzevo_jax import cli
 
 _DATASET = flags.DEFINE_string('dataset', 'gz_evo/synthetic',
                                'name/config, e.g. gz_evo/real')
@@ -91,15 +91,10 @@ def prepare(dataset: str, data_dir: Optional[str] = None,
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from gzevo_jax.data import common
-  try:
-    prepare(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value,
-            _SKIP_BAD_ROWS.value, _BEAM_OPTIONS.value)
-  except common.DataError as e:
-    sys.exit(f'error: {e}')
+  del argv  # cli.run says what to do with stray arguments.
+  prepare(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value,
+          _SKIP_BAD_ROWS.value, _BEAM_OPTIONS.value)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import matplotlib
@@ -150,8 +149,7 @@ def write_cutouts(config, out_dir: str, num: int, split: str = 'test') -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # cli.run says what to do with stray arguments.
   paths = list(write_pictures(flags.FLAGS.config, flags.FLAGS.out,
                               flags.FLAGS.num))
   if flags.FLAGS.cutouts:
@@ -171,4 +169,4 @@ if __name__ == '__main__':
   flags.DEFINE_integer('cutouts', 0, 'also write this many galaxies as one '
                        'PNG each, into <out>/cutouts', lower_bound=0)
   flags.DEFINE_string('split', 'test', 'the split --cutouts come from')
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
