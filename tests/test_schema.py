@@ -123,3 +123,25 @@ def test_unreadable_files(tmp_path):
     Schema.from_json(str(bad))
   with pytest.raises(KeyError, match='gz_evo_v0_1'):
     schema_lib.get_schema('gz_evo_v9')
+
+
+def test_gz_evo_v1_is_v0_1_without_clump_counts_plus_ukidss():
+  """galaxy-datasets 0.0.25: gz_evo_v1_public_* plus ukidss_ortho_*."""
+  v0, v1 = GZ_EVO_V0_1, schema_lib.load_builtin('gz_evo_v1')
+  assert v1.campaigns == v0.campaigns + ('ukidss',)
+  assert [c for c in v0.label_cols if c not in v1.label_cols] == [
+      f'clump-count-{campaign}_{answer}' for campaign in ('candels', 'hubble')
+      for answer in ('1', '2', '3', '4', '5-plus', 'cant-tell')]
+  ukidss = v1.campaign_subset('ukidss')
+  assert [c for c in v1.label_cols if c not in v0.label_cols] == list(
+      ukidss.label_cols)
+  assert (v1.num_questions, v1.num_answers, ukidss.num_answers) == (73, 224,
+                                                                    30)
+  for question in v1.questions:
+    if question.campaign != 'ukidss':
+      assert v0.question(question.name) == question
+  assert ukidss.question('bulge-shape-ukidss').asked_if == (
+      'disk-edge-on-ukidss_yes')
+  assert ukidss.question('has-spiral-arms-ukidss').asked_if == (
+      'smooth-or-featured-ukidss_featured-or-disk')
+  assert ukidss.question('something-odd-ukidss').asked_if is None
