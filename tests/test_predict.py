@@ -355,12 +355,16 @@ def test_the_command_line_predicts_without_tensorflow(tmp_path,
 
 
 @pytest.mark.parametrize('case', ['no checkpoint', 'empty folder'])
-def test_command_line_errors_are_one_line(tmp_path, hybrid_workdir, case):
+def test_command_line_errors_are_one_line(tmp_path, hybrid_workdir, cutouts,
+                                          case):
   (tmp_path / 'empty').mkdir()
-  workdir = tmp_path / 'empty' if case == 'no checkpoint' else hybrid_workdir
+  if case == 'no checkpoint':
+    workdir, input_path = tmp_path / 'empty', cutouts
+  else:
+    workdir, input_path = hybrid_workdir, tmp_path / 'empty'
   result = run_main('--config=configs/predict.py',
                     f'--config.pretrained_workdir={workdir}',
-                    f'--config.input={tmp_path / "empty"}',
+                    f'--config.input={input_path}',
                     f'--workdir={tmp_path / "out"}')
   assert result.returncode == 1, result.stderr[-3000:]
   assert 'Traceback' not in result.stderr, result.stderr[-3000:]

@@ -241,11 +241,11 @@ def _dataset_input(spec: str, config: ml_collections.ConfigDict, *, size: int,
   return batches(), builder.info.splits[split].num_examples
 
 
-def _file_input(config: ml_collections.ConfigDict, *, size: int, channels: int,
-                batch_size: int, done: set[str], log: user_images.ReadLog
-                ) -> tuple[Iterator[Batch], int]:
-  """A folder or catalogue, less the ids already written."""
-  galaxies = user_images.list_inputs(config.input)
+def _file_input(config: ml_collections.ConfigDict,
+                galaxies: list[user_images.Galaxy], *, size: int,
+                channels: int, batch_size: int, done: set[str],
+                log: user_images.ReadLog) -> tuple[Iterator[Batch], int]:
+  """A folder's or catalogue's galaxies, less the ids already written."""
   todo = [g for g in galaxies if g.id_str not in done]
   logging.info('%s: %d galaxies, %d already predicted, %d to go',
                config.input, len(galaxies), len(galaxies) - len(todo),
@@ -344,18 +344,29 @@ def _log_reading(log: user_images.ReadLog, size: int) -> None:
                     'the first: %s', len(log.skipped), log.skipped[0][2])
 
 
-def _open_input(config: ml_collections.ConfigDict, *, size: int,
+def _list_files(spec: str) -> Optional[list[user_images.Galaxy]]:
+  """The galaxies of a folder or catalogue; None for a dataset NAME:SPLIT.
+
+  Runs before the checkpoint is restored, so bad input fails fast.
+  """
+  if is_dataset_spec(spec):
+    return None
+  if not os.path.exists(spec):
+    raise FileNotFoundError(
+        f'config.input={spec}: no such file or folder (a built dataset is '
+        'given as NAME:SPLIT, e.g. gz_rings/synthetic:test)')
+  return user_images.list_inputs(spec)
+
+
+def _open_input(config: ml_collections.ConfigDict,
+                galaxies: Optional[list[user_images.Galaxy]], *, size: int,
                 channels: int, batch_size: int, done: set[str],
                 log: user_images.ReadLog) -> tuple[Iterator[Batch], int]:
   """(batches of the rows still to predict, how many rows that is at most)."""
   kwargs = dict(size=size, channels=channels, batch_size=batch_size, done=done)
-  if is_dataset_spec(config.input):
+  if galaxies is None:
     return _dataset_input(config.input, config, **kwargs)
-  if not os.path.exists(config.input):
-    raise FileNotFoundError(
-        f'config.input={config.input}: no such file or folder (a built '
-        'dataset is given as NAME:SPLIT, e.g. gz_rings/synthetic:test)')
-  return _file_input(config, log=log, **kwargs)
+  return _file_input(config, galaxies, log=log, **kwargs)
 
 
 def _run_settings(config: ml_collections.ConfigDict,
@@ -444,6 +455,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if jax.process_count() > 1:
     raise errors.UserError('predict runs in one process, on all its local '
                            'devices; start it without --distributed')
+  galaxies = _list_files(config.input)
   m = _restore(config)
   os.makedirs(workdir, exist_ok=True)
   store = PredictionStore(workdir)
@@ -451,7 +463,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = features_lib.local_mesh()
   log = user_images.ReadLog()
   batches, total = _open_input(
-      config, size=m.image_size, channels=m.channels,
+      config, galaxies, size=m.image_size, channels=m.channels,
       batch_size=features_lib.padded_batch_size(config.eval_batch_size, mesh),
       done=store.done_ids(), log=log)
   progress = _Progress(total)
