@@ -44,6 +44,7 @@ from gzevo_jax import config_lib
 from gzevo_jax import models
 from gzevo_jax import parallel
 from gzevo_jax import train
+from gzevo_jax import train_state
 from gzevo_jax.schema import get_schema
 
 # Dense (no sparsity) peak TFLOP/s per JAX device, as the vendors publish
@@ -215,7 +216,7 @@ def benchmark_step(config: ml_collections.ConfigDict,
     raise ValueError(f'config.global_batch_size={config.global_batch_size} '
                      f'does not split evenly over {devices} devices')
   # Durations only shape the learning-rate schedule, not the step's cost.
-  setup = train.build_setup(config,
+  setup = train_state.build_setup(config,
                             num_train_examples=max(
                                 config.data.num_train_examples,
                                 config.global_batch_size))
@@ -229,8 +230,8 @@ def benchmark_step(config: ml_collections.ConfigDict,
   batch = parallel.global_batch(local, mesh)
   # Initialised eagerly on the host: compiling the init would cost as much
   # as compiling the step, for every objective.
-  state = parallel.replicate(jax.device_get(train.create_train_state(setup)),
-                             mesh)
+  state = parallel.replicate(
+      jax.device_get(train_state.create_train_state(setup)), mesh)
 
   start = time.perf_counter()
   compiled = train.make_train_step(setup, mesh).lower(state, batch).compile()
