@@ -148,16 +148,6 @@ def downstream_config(task: str) -> ml_collections.ConfigDict:
   return c
 
 
-def validate_downstream(config: ml_collections.ConfigDict,
-                        positive_ints: Iterable[str] = ()) -> None:
-  """Raises ValueError naming a bad field of a `downstream_config`."""
-  from gzevo_jax.evaluation import budgets, features  # Keep imports light.
-  features.validate_extraction_config(config)
-  budgets.parse_budgets(config.budgets)
-  for field in ('num_seeds', *positive_ints):
-    check_positive_int(config, field)
-
-
 def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
                   variants: Mapping[str, Callable[[ml_collections.ConfigDict],
                                                   None]]
