@@ -363,6 +363,56 @@ def _log_end(stopped_at: Optional[int], total_steps: int, workdir: str) -> None:
     logging.info('finished %d steps; checkpoints in %s', total_steps, where)
 
 
+def _log_start(config: ml_collections.ConfigDict,
+               durations: train_state.Durations, n_devices: int,
+               workdir: str) -> None:
+  """One log line: what trains, on what, for how long, and where."""
+  logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '
+               '(%d per epoch), workdir %s', config.run_name,
+               config.objective, n_devices, jax.devices()[0].platform,
+               config.global_batch_size, durations.total_steps,
+               durations.steps_per_epoch, workdir)
+
+
+def _initial_state(setup: train_state.Setup, mesh: jax.sharding.Mesh,
+                   manager: Any) -> tuple[train_state.TrainState, int]:
+  """The latest readable checkpoint's state and step, else a fresh state.
+
+  Either way replicated over the mesh.
+  """
+  state = jax.jit(functools.partial(train_state.create_train_state, setup),
+                  out_shardings=parallel.replicated(mesh))()
+  return checkpoint_lib.restore_or_init(manager, state, setup.config)
+
+
+def _make_loop(setup: train_state.Setup, mesh: jax.sharding.Mesh,
+               manager: Any, workdir: str, n_devices: int) -> _Loop:
+  """The metric writer, kNN monitor and compiled step around the loop."""
+  config = setup.config
+  is_chief = jax.process_index() == 0
+  writer = metric_writers.MetricWriter(workdir, enabled=is_chief)
+  return _Loop(config, setup, mesh, manager, writer, _make_knn_monitor(setup),
+               make_train_step(setup, mesh),
+               config.global_batch_size // jax.process_count(), n_devices,
+               is_chief)
+
+
+def _run_loop(loop: _Loop, state: train_state.TrainState,
+              batches: Iterator[Batch], start_step: int
+              ) -> tuple[train_state.TrainState, Optional[int]]:
+  """`_train_steps` with stop signals caught; then closes manager and writer.
+
+  Waits for the last (async) checkpoint to be written, whatever happened.
+  """
+  with preemption.StopRequests() as stop_requests:
+    try:
+      return _train_steps(loop, state, batches, start_step, stop_requests)
+    finally:
+      loop.manager.wait_until_finished()
+      loop.manager.close()
+      loop.writer.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        data_iterator: Optional[Iterator[Batch]] = None
                        ) -> train_state.TrainState:
@@ -387,42 +437,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                     models.uses_byol(config.objective))
   setup = train_state.build_setup(config, num_train_examples=(
       train_data.num_examples if train_data else None))
-  durations = setup.durations
+  total_steps = setup.durations.total_steps
   mesh = parallel.make_mesh()
   n_devices = _devices_for_batch(config)
-  logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '
-               '(%d per epoch), workdir %s', config.run_name,
-               config.objective, n_devices, jax.devices()[0].platform,
-               config.global_batch_size, durations.total_steps,
-               durations.steps_per_epoch, workdir)
+  _log_start(config, setup.durations, n_devices, workdir)
   manager = checkpoint_lib.make_manager(
       workdir, max_to_keep=config.keep_checkpoints,
       async_save=config.async_checkpointing)
-  state = jax.jit(functools.partial(train_state.create_train_state, setup),
-                  out_shardings=parallel.replicated(mesh))()
-  state, start_step = checkpoint_lib.restore_or_init(manager, state, config)
-  if start_step >= durations.total_steps:
+  state, start_step = _initial_state(setup, mesh, manager)
+  if start_step >= total_steps:
     logging.info('already trained to step %d of %d; nothing to do',
-                 start_step, durations.total_steps)
+                 start_step, total_steps)
     manager.close()
     return state
   if data_iterator is None:
     data_iterator = train_data.batches(start_step)
-  writer = metric_writers.MetricWriter(workdir,
-                                       enabled=jax.process_index() == 0)
-  loop = _Loop(config, setup, mesh, manager, writer, _make_knn_monitor(setup),
-               make_train_step(setup, mesh),
-               config.global_batch_size // jax.process_count(), n_devices,
-               jax.process_index() == 0)
-  with preemption.StopRequests() as stop_requests:
-    try:
-      state, stopped_at = _train_steps(loop, state, data_iterator,
-                                       start_step, stop_requests)
-    finally:
-      manager.wait_until_finished()
-      manager.close()
-      writer.close()
-  _log_end(stopped_at, durations.total_steps, workdir)
+  loop = _make_loop(setup, mesh, manager, workdir, n_devices)
+  state, stopped_at = _run_loop(loop, state, data_iterator, start_step)
+  _log_end(stopped_at, total_steps, workdir)
   if stopped_at is not None:
     raise preemption.Stopped(stopped_at)
   return state
