@@ -154,11 +154,9 @@ def _check_table(manual_dir: str, path: str, label_columns: LabelColumns,
   return _CheckedTable(path, names, ids, problems, label_cols)
 
 
-def _plan(manual_dir: str, instructions: str, label_columns: LabelColumns,
-          labels: Labels, skip_bad_rows: bool, validation_fraction: float,
-          test_fraction: float,
-          rows_per_unit: int) -> tuple[Plan, list[_CheckedTable]]:
-  """Checks all tables, then assigns the good rows to splits and units."""
+def _check_plan_arguments(validation_fraction: float, test_fraction: float,
+                          rows_per_unit: int) -> None:
+  """Raises ValueError unless the split fractions and unit size make sense."""
   if rows_per_unit < 1:
     raise ValueError(f'rows_per_unit must be >= 1, got {rows_per_unit}')
   if (min(validation_fraction, test_fraction) < 0 or
@@ -166,10 +164,16 @@ def _plan(manual_dir: str, instructions: str, label_columns: LabelColumns,
     raise ValueError('validation_fraction and test_fraction must be >= 0 and '
                      f'sum to <= 1, got {validation_fraction}, '
                      f'{test_fraction}')
-  tables = [
-      _check_table(manual_dir, path, label_columns, labels)
-      for path in real_tables.find_tables(manual_dir, instructions)
-  ]
+
+
+def _good_and_bad_rows(
+    tables: Sequence[_CheckedTable]
+) -> tuple[list[list[int]], list[BadRow]]:
+  """Each table's good rows, and the bad rows of all tables.
+
+  A row is bad with a problem, or with an id that an earlier row (of any
+  table) has.
+  """
   bad_rows: list[BadRow] = []
   good_rows: list[list[int]] = []
   first_seen: dict[str, tuple[str, int]] = {}
@@ -189,25 +193,38 @@ def _plan(manual_dir: str, instructions: str, label_columns: LabelColumns,
         first_seen[id_str] = (table.path, row)
         good.append(row)
     good_rows.append(good)
+  return good_rows, bad_rows
 
-  num_rows = sum(len(t.ids) for t in tables)
-  if bad_rows and not skip_bad_rows:
+
+def _report_bad_rows(bad_rows: Sequence[BadRow], num_rows: int,
+                     manual_dir: str, skip_bad_rows: bool) -> None:
+  """Raises CatalogError listing bad rows, or with skip_bad_rows logs them.
+
+  Raises anyway when every row is bad: the dataset would be empty.
+  """
+  if not bad_rows:
+    return
+  described = real_row_checks.describe_bad_rows(bad_rows)
+  if not skip_bad_rows:
     raise CatalogError(
         f'{len(bad_rows)} bad row(s) of {num_rows} in the catalogues under '
-        f'{manual_dir}:\n{real_row_checks.describe_bad_rows(bad_rows)}\n'
-        'Fix them, or pass skip_bad_rows=True to skip them (they are then '
-        'reported).')
-  if bad_rows and len(bad_rows) == num_rows:
+        f'{manual_dir}:\n{described}\nFix them, or pass '
+        'skip_bad_rows=True to skip them (they are then reported).')
+  if len(bad_rows) == num_rows:
     raise CatalogError(
         f'every one of the {num_rows} row(s) in the catalogues under '
         f'{manual_dir} is bad, so skip_bad_rows would build an empty '
-        f'dataset:\n{real_row_checks.describe_bad_rows(bad_rows)}')
-  if bad_rows:
-    logging.warning(
-        'Skipping %d bad row(s) of %d in the catalogues under '
-        '%s:\n%s', len(bad_rows), num_rows, manual_dir,
-        real_row_checks.describe_bad_rows(bad_rows))
+        f'dataset:\n{described}')
+  logging.warning(
+      'Skipping %d bad row(s) of %d in the catalogues under '
+      '%s:\n%s', len(bad_rows), num_rows, manual_dir, described)
 
+
+def _work_units(tables: Sequence[_CheckedTable],
+                good_rows: Sequence[list[int]], validation_fraction: float,
+                test_fraction: float,
+                rows_per_unit: int) -> dict[str, list[WorkUnit]]:
+  """Split -> units of up to rows_per_unit good rows of one table each."""
   units: dict[str, list[WorkUnit]] = {s: [] for s in common.SPLITS}
   for table, good in zip(tables, good_rows):
     by_split: dict[str, list[int]] = {s: [] for s in common.SPLITS}
@@ -219,6 +236,24 @@ def _plan(manual_dir: str, instructions: str, label_columns: LabelColumns,
           WorkUnit(table.path, tuple(rows[i:i + rows_per_unit]), split)
           for i in range(0, len(rows), rows_per_unit)
       ]
+  return units
+
+
+def _plan(manual_dir: str, instructions: str, label_columns: LabelColumns,
+          labels: Labels, skip_bad_rows: bool, validation_fraction: float,
+          test_fraction: float,
+          rows_per_unit: int) -> tuple[Plan, list[_CheckedTable]]:
+  """Checks all tables, then assigns the good rows to splits and units."""
+  _check_plan_arguments(validation_fraction, test_fraction, rows_per_unit)
+  tables = [
+      _check_table(manual_dir, path, label_columns, labels)
+      for path in real_tables.find_tables(manual_dir, instructions)
+  ]
+  good_rows, bad_rows = _good_and_bad_rows(tables)
+  num_rows = sum(len(t.ids) for t in tables)
+  _report_bad_rows(bad_rows, num_rows, manual_dir, skip_bad_rows)
+  units = _work_units(tables, good_rows, validation_fraction, test_fraction,
+                      rows_per_unit)
   return Plan(units=units, bad_rows=bad_rows, num_rows=num_rows,
               empty_unasked_cells=_empty_unasked_cells(tables, good_rows)
               ), tables
