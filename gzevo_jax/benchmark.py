@@ -31,7 +31,7 @@ import dataclasses
 import importlib
 import json
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -44,6 +44,7 @@ from gzevo_jax import config_lib
 from gzevo_jax import models
 from gzevo_jax import parallel
 from gzevo_jax import train
+from gzevo_jax import train_state
 from gzevo_jax.schema import get_schema
 
 # Dense (no sparsity) peak TFLOP/s per JAX device, as the vendors publish
@@ -215,7 +216,7 @@ def benchmark_step(config: ml_collections.ConfigDict,
     raise ValueError(f'config.global_batch_size={config.global_batch_size} '
                      f'does not split evenly over {devices} devices')
   # Durations only shape the learning-rate schedule, not the step's cost.
-  setup = train.build_setup(config,
+  setup = train_state.build_setup(config,
                             num_train_examples=max(
                                 config.data.num_train_examples,
                                 config.global_batch_size))
@@ -229,8 +230,8 @@ def benchmark_step(config: ml_collections.ConfigDict,
   batch = parallel.global_batch(local, mesh)
   # Initialised eagerly on the host: compiling the init would cost as much
   # as compiling the step, for every objective.
-  state = parallel.replicate(jax.device_get(train.create_train_state(setup)),
-                             mesh)
+  state = parallel.replicate(
+      jax.device_get(train_state.create_train_state(setup)), mesh)
 
   start = time.perf_counter()
   compiled = train.make_train_step(setup, mesh).lower(state, batch).compile()
@@ -395,6 +396,56 @@ def result_json(result: StepBenchmark, config: ml_collections.ConfigDict,
                                     input_rate))
 
 
+def _step_benchmarks(base: ml_collections.ConfigDict,
+                     objectives: Sequence[str], steps: int, warmup: int,
+                     mesh: jax.sharding.Mesh, peak_tflops: Optional[float],
+                     say: Callable[..., None]
+                     ) -> tuple[dict[str, ml_collections.ConfigDict],
+                                dict[str, StepBenchmark]]:
+  """Each objective's config and step benchmark, each reported as it ends."""
+  configs, results = {}, {}
+  for objective in objectives:
+    configs[objective] = objective_config(base, objective)
+    try:
+      results[objective] = benchmark_step(configs[objective], steps, warmup,
+                                          mesh, peak_tflops)
+    except ValueError as e:
+      raise SystemExit(f'error: {e}') from e
+    say(format_result(results[objective], steps), flush=True)
+  return configs, results
+
+
+def _input_benchmarks(configs: dict[str, ml_collections.ConfigDict],
+                      results: dict[str, StepBenchmark], batches: int,
+                      say: Callable[..., None]) -> dict[bool, Optional[float]]:
+  """Input images/s per view count (one or two), and what bottlenecks each.
+
+  Run after every step benchmark: tf.data threads would slow later steps.
+  """
+  objectives = list(configs)
+  data = configs[objectives[0]].data
+  say(f'\n== input pipeline ({_input_name(data)}, nothing else running) ==',
+      flush=True)
+  if jax.devices()[0].platform == 'cpu':
+    say('  (on CPU, training runs both on the same cores: slower than '
+        'either alone)')
+  input_rates: dict[bool, Optional[float]] = {}
+  for objective in objectives:
+    views = models.uses_byol(objective)
+    if views not in input_rates:
+      rate, why = input_images_per_second(configs[objective], batches)
+      input_rates[views] = rate
+      say(f'  {"2 views" if views else "1 view"}: '
+          f'{_fmt(rate, ",.0f")} images/s' + (f' ({why})' if why else ''),
+          flush=True)
+    rate, step = input_rates[views], results[objective].images_per_s
+    if rate is not None:
+      say(f'  {objective}: the {bottleneck(step / jax.process_count(), rate)}'
+          f' is the bottleneck (step {step:,.0f}, input {rate:,.0f} '
+          'images/s per process)')
+  return input_rates
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -406,47 +457,17 @@ def main(argv: Sequence[str]) -> None:
                          f'{", ".join(DEFAULT_OBJECTIVES)}; got {bad}')
   chief = jax.process_index() == 0
   say = print if chief else (lambda *a, **k: None)
-  base = f.config
   mesh = parallel.make_mesh()
-  say(describe_setup(base, mesh.devices.size))
+  say(describe_setup(f.config, mesh.devices.size))
   say(
       f'{steps} timed steps after {warmup} warm-up steps, on '
       'synthetic batches already on the devices\n',
       flush=True)
-
-  configs, results = {}, {}
-  for objective in objectives:
-    configs[objective] = objective_config(base, objective)
-    try:
-      results[objective] = benchmark_step(configs[objective], steps, warmup,
-                                          mesh, f.peak_tflops)
-    except ValueError as e:
-      raise SystemExit(f'error: {e}') from e
-    say(format_result(results[objective], steps), flush=True)
-
-  # After every step benchmark: tf.data threads would slow later steps.
-  input_rates: dict[bool, Optional[float]] = {}
+  configs, results = _step_benchmarks(f.config, objectives, steps, warmup,
+                                      mesh, f.peak_tflops, say)
+  input_rates = {}
   if f.input:
-    say(
-        f'\n== input pipeline ({_input_name(base.data)}, '
-        'nothing else running) ==',
-        flush=True)
-    if jax.devices()[0].platform == 'cpu':
-      say('  (on CPU, training runs both on the same cores: slower than '
-          'either alone)')
-    for objective in objectives:
-      views = models.uses_byol(objective)
-      if views not in input_rates:
-        rate, why = input_images_per_second(configs[objective], f.input_batches)
-        input_rates[views] = rate
-        say(f'  {"2 views" if views else "1 view"}: '
-            f'{_fmt(rate, ",.0f")} images/s' + (f' ({why})' if why else ''),
-            flush=True)
-      rate, step = input_rates[views], results[objective].images_per_s
-      if rate is not None:
-        say(f'  {objective}: the {bottleneck(step / jax.process_count(), rate)}'
-            f' is the bottleneck (step {step:,.0f}, input {rate:,.0f} '
-            'images/s per process)')
+    input_rates = _input_benchmarks(configs, results, f.input_batches, say)
   else:
     say('\ninput pipeline: not timed (--input=false)')
 

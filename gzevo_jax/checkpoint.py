@@ -19,7 +19,7 @@ import json
 import os
 import re
 import threading
-from typing import Any, Optional, TYPE_CHECKING
+from typing import Any, Optional
 
 from absl import logging
 import flax.linen as nn
@@ -29,12 +29,10 @@ import orbax.checkpoint as ocp
 
 from gzevo_jax import config_lib
 from gzevo_jax import errors
+from gzevo_jax import models
+from gzevo_jax import train_state
 from gzevo_jax.config_lib import get_dotted
 from gzevo_jax.schema import Schema
-
-if TYPE_CHECKING:  # Avoid an import cycle: train imports this module.
-  from gzevo_jax import models, train
-  from gzevo_jax.train import TrainState
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 UNREADABLE_SUBDIR = 'checkpoints_unreadable'
@@ -163,7 +161,8 @@ def make_manager(workdir: str, max_to_keep: Optional[int] = None,
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: 'TrainState',
+def save(manager: ocp.CheckpointManager, step: int,
+         state: train_state.TrainState,
          config: ml_collections.ConfigDict, schema: Schema) -> None:
   """Starts an (async) save of `state` with the config and schema."""
   manager.save(step, args=ocp.args.Composite(
@@ -227,9 +226,10 @@ def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
   manager.reload()
 
 
-def restore_or_init(manager: ocp.CheckpointManager, state: 'TrainState',
+def restore_or_init(manager: ocp.CheckpointManager,
+                    state: train_state.TrainState,
                     config: ml_collections.ConfigDict
-                    ) -> tuple['TrainState', int]:
+                    ) -> tuple[train_state.TrainState, int]:
   """Resumes from the latest readable checkpoint, else returns `state`.
 
   Returns the state to train from and its step. A checkpoint that cannot be
@@ -336,20 +336,20 @@ def load_config_and_schema(workdir: str, step: Optional[int] = None
 
 
 def _restore_online(
-    workdir: str,
-    step: Optional[int]) -> tuple['train.Setup', 'TrainState', int]:
+    workdir: str, step: Optional[int]
+) -> tuple[train_state.Setup, train_state.TrainState, int]:
   """The setup (model, config, schema) and train state of a checkpoint.
 
   Restored onto this process's first device, whatever the mesh that wrote it.
   Raises UnreadableCheckpointError if the checkpoint cannot be read.
   """
-  from gzevo_jax import train  # Local: train imports this module.
   config, schema, step = load_config_and_schema(workdir, step)
-  setup = train.build_setup(config, schema=schema)
+  setup = train_state.build_setup(config, schema=schema)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(functools.partial(train.create_train_state, setup)))
+      jax.eval_shape(functools.partial(train_state.create_train_state,
+                                       setup)))
   with make_manager(workdir, for_reading=True) as manager:
     try:
       state = _restore(manager, step,
@@ -368,11 +368,9 @@ def restore_encoder(workdir: str, step: Optional[int] = None
   ready for `encoder.apply(variables, images, train=False)`. Raises
   UnreadableCheckpointError if the checkpoint's files cannot be read.
   """
-  from gzevo_jax import models  # Local, as in _restore_online.
   setup, state, step = _restore_online(workdir, step)
   config = setup.config
-  variables = {'params': state.params['encoder'],
-               'batch_stats': state.batch_stats.get('encoder', {})}
+  variables = train_state.encoder_variables(state)
   logging.info('restored the %s encoder of %s (%s objective) at step %d',
                config.model.encoder, workdir, config.objective, step)
   return models.build_encoder_from_config(config.model), variables
@@ -381,7 +379,7 @@ def restore_encoder(workdir: str, step: Optional[int] = None
 def restore_model(
     workdir: str,
     step: Optional[int] = None
-) -> tuple['models.GalaxyModel', dict[str, Any], ml_collections.ConfigDict,
+) -> tuple[models.GalaxyModel, dict[str, Any], ml_collections.ConfigDict,
            Schema]:
   """The whole online `GalaxyModel` of a checkpoint, with its config and schema.
 

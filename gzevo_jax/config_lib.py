@@ -34,85 +34,118 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.run_name = objective         # Default workdir is runs/<run_name>.
   c.seed = 0                     # Parameters, dropout and data all derive from it.
   c.schema = 'gz_evo_v0_1'       # Built-in schema name, or a path to a .json.
-
-  c.data = ml_collections.ConfigDict()
-  c.data.source = 'tfds'          # One of DATA_SOURCES.
-  # TFDS name/config: gz_evo/synthetic (built here on first use), gz_evo/real.
-  c.data.dataset = 'gz_evo/synthetic'
-  c.data.data_dir = placeholder(str)    # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
-  c.data.manual_dir = placeholder(str)  # Real data: downloaded catalogues + images.
-  c.data.skip_bad_rows = False    # Real data: skip and report bad rows, don't fail.
-  c.data.image_size = 64          # Model input; views are resized to it.
-  c.data.channels = 3             # Must match the dataset's images.
-  c.data.shuffle_buffer = 4096    # Examples (still encoded) in the shuffle buffer.
-  c.data.prefetch_batches = 2
-  c.data.threads = 0              # tf.data private threads; 0: TensorFlow decides.
-  c.data.augment = augment.default_augment_config()
-  # Source 'in_memory_synthetic' only (the TFDS dataset sets its own size):
-  c.data.num_train_examples = 4096      # Galaxies in the in-memory catalogue.
-  c.data.labelled_fraction = 0.3        # Share of galaxies with any votes.
+  c.data = _data_config()
 
   c.global_batch_size = 64       # Split evenly over all devices of all hosts.
   # Durations as '<number> steps' or '<number> epochs' (see parse_duration).
   c.train_duration = '5 epochs'
   c.warmup_duration = '0.5 epochs'  # Linear warmup, then cosine decay to 0.
 
-  c.model = ml_collections.ConfigDict()
-  c.model.encoder = 'resnet18'   # One of models.ENCODERS.
-  c.model.width_multiplier = 0.25
-  c.model.small_image_stem = False  # True: 3x3 stride-1 stem (<= 32 px images).
-  c.model.drop_path_rate = 0.0     # Stochastic depth; ConvNeXt only.
-  c.model.dtype = 'float32'        # Compute dtype; one of DTYPES.
-  c.model.projector_hidden_dim = 512   # BYOL: 4096.
-  c.model.projection_dim = 128         # BYOL: 256.
-  c.model.predictor_hidden_dim = 512   # BYOL: 4096.
-  c.model.head_dropout = 0.0           # Dropout before the Dirichlet head.
-
-  c.loss = ml_collections.ConfigDict()
-  c.loss.supervised_weight = 1.0   # Hybrid: L = L_byol + w * L_sup.
-  # Hybrid: False for plain w, True for the paper's w * |L_byol| / L_sup.
-  c.loss.rescale_supervised = False
-  # Hybrid: the Dirichlet head reads the online representation of 'both'
-  # views, or of the 'first' only (the paper's code).
-  c.loss.supervised_views = 'both'
-  # 'squared_distance' (BYOL: 2 - 2 cos per direction, summed) or
-  # 'negative_cosine' (the paper's code: -cos averaged over directions).
-  c.loss.byol_form = 'squared_distance'
-
-  c.ema = ml_collections.ConfigDict()
-  c.ema.tau_base = 0.99          # Target decay at step 0.
-  c.ema.schedule = 'cosine'      # 'cosine' to 1 (BYOL), or 'constant'.
-
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = 'lars'      # One of optim.OPTIMIZERS.
-  c.optimizer.base_learning_rate = 0.2
-  # Peak lr = base * global_batch_size / lr_reference_batch_size (<= 0: no scaling).
-  c.optimizer.lr_reference_batch_size = 256
-  c.optimizer.weight_decay = 1.5e-6
-  # False: biases and norm parameters get no weight decay; True: every
-  # parameter does (PyTorch's default, as in the paper's code).
-  c.optimizer.decay_norm_and_bias = False
-  c.optimizer.momentum = 0.9           # LARS.
-  c.optimizer.trust_coefficient = 1e-3  # LARS.
-  c.optimizer.b1 = 0.9                 # AdamW.
-  c.optimizer.b2 = 0.999               # AdamW.
-  c.optimizer.eps = 1e-8               # AdamW.
-
-  # kNN accuracy of the online encoder on a labelled downstream sample, in the
-  # log and metrics every `every_steps` (0: off) and at the end.
-  c.knn_monitor = ml_collections.ConfigDict()
-  c.knn_monitor.every_steps = 250
-  c.knn_monitor.dataset = 'gz_rings/synthetic'  # Built on first use.
-  c.knn_monitor.label_key = 'label'
-  c.knn_monitor.max_examples = 2000    # Per split (train, validation).
-  c.knn_monitor.k = 20
-  c.knn_monitor.temperature = 0.07
+  c.model = _model_config()
+  c.loss = _loss_config()
+  c.ema = _ema_config()
+  c.optimizer = _optimizer_config()
+  c.knn_monitor = _knn_monitor_config()
 
   c.log_every_steps = 20         # Metrics to stdout, metrics.jsonl, TensorBoard.
   c.checkpoint_every_steps = 200  # Also saved at the end of training.
   c.keep_checkpoints = 3         # Most recent checkpoints kept on disk.
   c.async_checkpointing = True
   return c
+
+
+def _data_config() -> ml_collections.ConfigDict:
+  """config.data: which dataset, its images, and how tf.data reads it."""
+  d = ml_collections.ConfigDict()
+  d.source = 'tfds'          # One of DATA_SOURCES.
+  # TFDS name/config: gz_evo/synthetic (built here on first use), gz_evo/real.
+  d.dataset = 'gz_evo/synthetic'
+  d.data_dir = placeholder(str)    # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  d.manual_dir = placeholder(str)  # Real data: downloaded catalogues + images.
+  d.skip_bad_rows = False    # Real data: skip and report bad rows, don't fail.
+  d.image_size = 64          # Model input; views are resized to it.
+  d.channels = 3             # Must match the dataset's images.
+  d.shuffle_buffer = 4096    # Examples (still encoded) in the shuffle buffer.
+  d.prefetch_batches = 2
+  d.threads = 0              # tf.data private threads; 0: TensorFlow decides.
+  d.augment = augment.default_augment_config()
+  # Source 'in_memory_synthetic' only (the TFDS dataset sets its own size):
+  d.num_train_examples = 4096      # Galaxies in the in-memory catalogue.
+  d.labelled_fraction = 0.3        # Share of galaxies with any votes.
+  return d
+
+
+def _model_config() -> ml_collections.ConfigDict:
+  """config.model: the encoder and the heads on top of it."""
+  m = ml_collections.ConfigDict()
+  m.encoder = 'resnet18'   # One of models.ENCODERS.
+  m.width_multiplier = 0.25
+  m.small_image_stem = False  # True: 3x3 stride-1 stem (<= 32 px images).
+  m.drop_path_rate = 0.0     # Stochastic depth; ConvNeXt only.
+  m.dtype = 'float32'        # Compute dtype; one of DTYPES.
+  m.projector_hidden_dim = 512   # BYOL: 4096.
+  m.projection_dim = 128         # BYOL: 256.
+  m.predictor_hidden_dim = 512   # BYOL: 4096.
+  m.head_dropout = 0.0           # Dropout before the Dirichlet head.
+  return m
+
+
+def _loss_config() -> ml_collections.ConfigDict:
+  """config.loss: the BYOL form and how the hybrid weighs its two terms."""
+  loss = ml_collections.ConfigDict()
+  loss.supervised_weight = 1.0   # Hybrid: L = L_byol + w * L_sup.
+  # Hybrid: False for plain w, True for the paper's w * |L_byol| / L_sup.
+  loss.rescale_supervised = False
+  # Hybrid: the Dirichlet head reads the online representation of 'both'
+  # views, or of the 'first' only (the paper's code).
+  loss.supervised_views = 'both'
+  # 'squared_distance' (BYOL: 2 - 2 cos per direction, summed) or
+  # 'negative_cosine' (the paper's code: -cos averaged over directions).
+  loss.byol_form = 'squared_distance'
+  return loss
+
+
+def _ema_config() -> ml_collections.ConfigDict:
+  """config.ema: the BYOL target network's decay."""
+  ema = ml_collections.ConfigDict()
+  ema.tau_base = 0.99          # Target decay at step 0.
+  ema.schedule = 'cosine'      # 'cosine' to 1 (BYOL), or 'constant'.
+  return ema
+
+
+def _optimizer_config() -> ml_collections.ConfigDict:
+  """config.optimizer: which optimizer, its learning rate and decay."""
+  o = ml_collections.ConfigDict()
+  o.name = 'lars'      # One of optim.OPTIMIZERS.
+  o.base_learning_rate = 0.2
+  # Peak lr = base * global_batch_size / lr_reference_batch_size (<= 0: no scaling).
+  o.lr_reference_batch_size = 256
+  o.weight_decay = 1.5e-6
+  # False: biases and norm parameters get no weight decay; True: every
+  # parameter does (PyTorch's default, as in the paper's code).
+  o.decay_norm_and_bias = False
+  o.momentum = 0.9           # LARS.
+  o.trust_coefficient = 1e-3  # LARS.
+  o.b1 = 0.9                 # AdamW.
+  o.b2 = 0.999               # AdamW.
+  o.eps = 1e-8               # AdamW.
+  return o
+
+
+def _knn_monitor_config() -> ml_collections.ConfigDict:
+  """config.knn_monitor: kNN accuracy of the online encoder while training.
+
+  On a labelled downstream sample, in the log and metrics every
+  `every_steps` (0: off) and at the end.
+  """
+  k = ml_collections.ConfigDict()
+  k.every_steps = 250
+  k.dataset = 'gz_rings/synthetic'  # Built on first use.
+  k.label_key = 'label'
+  k.max_examples = 2000    # Per split (train, validation).
+  k.k = 20
+  k.temperature = 0.07
+  return k
 
 
 DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes',
@@ -146,16 +179,6 @@ def downstream_config(task: str) -> ml_collections.ConfigDict:
   c.budgets = (100, 300, 750, 3000, 'all')
   c.num_seeds = 3                          # Budget subsets resampled per seed.
   return c
-
-
-def validate_downstream(config: ml_collections.ConfigDict,
-                        positive_ints: Iterable[str] = ()) -> None:
-  """Raises ValueError naming a bad field of a `downstream_config`."""
-  from gzevo_jax.evaluation import budgets, features  # Keep imports light.
-  features.validate_extraction_config(config)
-  budgets.parse_budgets(config.budgets)
-  for field in ('num_seeds', *positive_ints):
-    check_positive_int(config, field)
 
 
 def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],

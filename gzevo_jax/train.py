@@ -1,9 +1,10 @@
 """The one train loop for all three objectives: contrastive, supervised, hybrid.
 
-  setup = build_setup(config)                 # model, optimizer, schedules
-  state = create_train_state(config, setup)   # one explicit pytree
   state, metrics = train_step(state, batch, setup=setup)   # per device
   train_and_evaluate(config, workdir)         # the loop, checkpoints, metrics
+
+The setup and state it steps come from `train_state` (build_setup,
+create_train_state).
 
 `train_step` is written for one device with the named axis `batch` and mapped
 over all devices by `parallel.data_parallel`.
@@ -17,7 +18,6 @@ import time
 from typing import Any, Iterator, Mapping, Optional
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -33,122 +33,11 @@ from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax import parallel
 from gzevo_jax import preemption
+from gzevo_jax import train_state
 from gzevo_jax.data import sources
 from gzevo_jax.schema import Schema, get_schema
 
 Batch = Mapping[str, Any]
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training, as one pytree.
-
-  `target_params` / `target_batch_stats` hold the BYOL target network
-  (encoder + projector, an EMA of the online ones) and are empty for the
-  supervised objective. `rng` is the base key; each step and device folds in
-  its own indices, so randomness is a pure function of (seed, step, device).
-  """
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  target_params: Any
-  target_batch_stats: Any
-  opt_state: Any
-  rng: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class Durations:
-  steps_per_epoch: int
-  total_steps: int
-  warmup_steps: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-  """What the step needs besides state: built once from the config."""
-  config: ml_collections.ConfigDict
-  schema: Schema
-  model: models.GalaxyModel
-  tx: optax.GradientTransformation
-  lr_schedule: optax.Schedule
-  durations: Durations
-
-  @property
-  def objective(self) -> str:
-    return self.config.objective
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    d = self.config.data
-    return (d.image_size, d.image_size, d.channels)
-
-
-def resolve_durations(config: ml_collections.ConfigDict,
-                      num_train_examples: int) -> Durations:
-  """Total and warmup steps from whichever of steps / epochs the config sets."""
-  steps_per_epoch = num_train_examples // config.global_batch_size
-  if steps_per_epoch < 1:
-    raise ValueError(f'config.global_batch_size={config.global_batch_size} '
-                     f'exceeds the {num_train_examples} training examples')
-
-  total = config_lib.parse_duration(config.train_duration, steps_per_epoch,
-                                    'train_duration')
-  if total < 1:
-    raise ValueError(f'config.train_duration={config.train_duration!r} is '
-                     'less than one step')
-  warmup = config_lib.parse_duration(config.warmup_duration, steps_per_epoch,
-                                     'warmup_duration')
-  return Durations(steps_per_epoch=steps_per_epoch, total_steps=total,
-                   warmup_steps=warmup)
-
-
-def build_setup(config: ml_collections.ConfigDict,
-                schema: Optional[Schema] = None,
-                num_train_examples: Optional[int] = None) -> Setup:
-  """Validates the config and builds model, optimizer and schedules.
-
-  `schema` overrides `config.schema` (a checkpoint carries its own);
-  `num_train_examples` (an epoch) defaults to config.data.num_train_examples.
-  """
-  config_lib.validate(config)
-  schema = get_schema(config.schema) if schema is None else schema
-  if num_train_examples is None:
-    num_train_examples = config.data.num_train_examples
-  durations = resolve_durations(config, num_train_examples)
-  lr_schedule = optim.learning_rate_schedule(
-      optim.peak_learning_rate(config.optimizer, config.global_batch_size),
-      durations.warmup_steps, durations.total_steps)
-  return Setup(config=config, schema=schema,
-               model=models.build_model(config, schema.num_answers),
-               tx=optim.build_optimizer(config.optimizer, lr_schedule),
-               lr_schedule=lr_schedule, durations=durations)
-
-
-def _target_subtrees(tree: Mapping[str, Any]) -> dict[str, Any]:
-  """The encoder and projector parts of an online variable collection."""
-  return {k: tree[k] for k in ('encoder', 'projector') if k in tree}
-
-
-def create_train_state(setup: Setup, seed: Optional[int] = None) -> TrainState:
-  """Initialises parameters, target network and optimizer (on the host)."""
-  seed = setup.config.seed if seed is None else seed
-  init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
-  dummy = jnp.zeros((1, *setup.image_shape), jnp.float32)
-  # train=False: BatchNorm needs no cross-device axis to initialise.
-  variables = setup.model.init(init_rng, dummy, train=False)
-  params = variables['params']
-  batch_stats = variables.get('batch_stats', {})
-  two_views = models.uses_byol(setup.objective)
-  # The target starts as a copy of the online encoder + projector (BYOL).
-  target_params = _target_subtrees(params) if two_views else {}
-  target_batch_stats = _target_subtrees(batch_stats) if two_views else {}
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=batch_stats,
-                    target_params=jax.tree.map(jnp.copy, target_params),
-                    target_batch_stats=jax.tree.map(jnp.copy,
-                                                    target_batch_stats),
-                    opt_state=setup.tx.init(params), rng=state_rng)
 
 
 def _apply(model: models.GalaxyModel, params: Any, batch_stats: Any,
@@ -186,9 +75,9 @@ def _views(batch: Batch, two_views: bool) -> jax.Array:
   return jnp.concatenate([batch['image'], batch['image_2']], axis=0)
 
 
-def _loss_and_updates(params: Any, state: TrainState, batch: Batch,
-                      targets: Optional[jax.Array], rng: jax.Array,
-                      setup: Setup):
+def _loss_and_updates(params: Any, state: train_state.TrainState,
+                      batch: Batch, targets: Optional[jax.Array],
+                      rng: jax.Array, setup: train_state.Setup):
   """The objective's loss on this device's shard; aux = (batch_stats, terms).
 
   `targets` are the target network's projections of both views ([2B, D],
@@ -225,8 +114,9 @@ def _loss_and_updates(params: Any, state: TrainState, batch: Batch,
   return byol + factor * supervised, (batch_stats, terms)
 
 
-def train_step(state: TrainState, batch: Batch, *,
-               setup: Setup) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+    state: train_state.TrainState, batch: Batch, *, setup: train_state.Setup
+) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One optimisation step on one device's shard of the global batch.
 
   Must run under a mapped axis named `batch` (see `parallel.data_parallel`):
@@ -259,7 +149,7 @@ def train_step(state: TrainState, batch: Batch, *,
     tau = optim.ema_tau(state.step, setup.durations.total_steps,
                         setup.config.ema.tau_base, setup.config.ema.schedule)
     target_params = optim.ema_update(state.target_params,
-                                     _target_subtrees(params), tau)
+                                     train_state.target_subtrees(params), tau)
     metrics['tau'] = tau
 
   new_state = state.replace(step=state.step + 1, params=params,
@@ -270,13 +160,14 @@ def train_step(state: TrainState, batch: Batch, *,
   return new_state, jax.lax.pmean(metrics, axis)
 
 
-def make_train_step(setup: Setup, mesh: jax.sharding.Mesh):
+def make_train_step(setup: train_state.Setup, mesh: jax.sharding.Mesh):
   """`train_step` mapped over the mesh, jit-compiled, state donated."""
   return parallel.data_parallel(functools.partial(train_step, setup=setup),
                                 mesh)
 
 
-def check_batch(batch: Batch, setup: Setup, local_batch_size: int) -> None:
+def check_batch(batch: Batch, setup: train_state.Setup,
+                local_batch_size: int) -> None:
   """Raises ValueError if a batch does not match the loop's contract."""
   h, w, c = setup.image_shape
   needed = {'image': (local_batch_size, h, w, c)}
@@ -293,13 +184,7 @@ def check_batch(batch: Batch, setup: Setup, local_batch_size: int) -> None:
                        f'expected {shape}')
 
 
-def encoder_variables(state: TrainState) -> dict[str, Any]:
-  """The online encoder's variables, ready for `encoder.apply`."""
-  return {'params': state.params['encoder'],
-          'batch_stats': state.batch_stats.get('encoder', {})}
-
-
-def _make_knn_monitor(setup: Setup):
+def _make_knn_monitor(setup: train_state.Setup):
   """The periodic kNN evaluation, or None when config.knn_monitor is off."""
   config = setup.config
   if config.knn_monitor.every_steps <= 0:
@@ -381,7 +266,7 @@ class _MetricsWindow:
 class _Loop:
   """What the training loop's body needs besides the state."""
   config: ml_collections.ConfigDict
-  setup: Setup
+  setup: train_state.Setup
   mesh: jax.sharding.Mesh
   manager: Any  # ocp.CheckpointManager
   writer: metric_writers.MetricWriter
@@ -406,18 +291,19 @@ def _log_window(loop: _Loop, window: _MetricsWindow, step: int) -> None:
   window.reset()
 
 
-def _run_monitor(loop: _Loop, window: _MetricsWindow, state: TrainState,
-                 step: int) -> None:
+def _run_monitor(loop: _Loop, window: _MetricsWindow,
+                 state: train_state.TrainState, step: int) -> None:
   """The kNN monitor on the online encoder; its time is not a step's."""
   start = time.perf_counter()
-  knn = loop.monitor(encoder_variables(state))
+  knn = loop.monitor(train_state.encoder_variables(state))
   loop.writer.write_scalars(step, knn, prefix='monitor')
   window.leave_out(time.perf_counter() - start)
 
 
-def _train_steps(loop: _Loop, state: TrainState, batches: Iterator[Batch],
-                 start_step: int, stop_requests: preemption.StopRequests
-                 ) -> tuple[TrainState, Optional[int]]:
+def _train_steps(loop: _Loop, state: train_state.TrainState,
+                 batches: Iterator[Batch], start_step: int,
+                 stop_requests: preemption.StopRequests
+                 ) -> tuple[train_state.TrainState, Optional[int]]:
   """Steps from start_step + 1 to the end; (state, step stopped at or None).
 
   Logs every log_every_steps, runs the monitor, saves checkpoints, and
@@ -477,9 +363,59 @@ def _log_end(stopped_at: Optional[int], total_steps: int, workdir: str) -> None:
     logging.info('finished %d steps; checkpoints in %s', total_steps, where)
 
 
+def _log_start(config: ml_collections.ConfigDict,
+               durations: train_state.Durations, n_devices: int,
+               workdir: str) -> None:
+  """One log line: what trains, on what, for how long, and where."""
+  logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '
+               '(%d per epoch), workdir %s', config.run_name,
+               config.objective, n_devices, jax.devices()[0].platform,
+               config.global_batch_size, durations.total_steps,
+               durations.steps_per_epoch, workdir)
+
+
+def _initial_state(setup: train_state.Setup, mesh: jax.sharding.Mesh,
+                   manager: Any) -> tuple[train_state.TrainState, int]:
+  """The latest readable checkpoint's state and step, else a fresh state.
+
+  Either way replicated over the mesh.
+  """
+  state = jax.jit(functools.partial(train_state.create_train_state, setup),
+                  out_shardings=parallel.replicated(mesh))()
+  return checkpoint_lib.restore_or_init(manager, state, setup.config)
+
+
+def _make_loop(setup: train_state.Setup, mesh: jax.sharding.Mesh,
+               manager: Any, workdir: str, n_devices: int) -> _Loop:
+  """The metric writer, kNN monitor and compiled step around the loop."""
+  config = setup.config
+  is_chief = jax.process_index() == 0
+  writer = metric_writers.MetricWriter(workdir, enabled=is_chief)
+  return _Loop(config, setup, mesh, manager, writer, _make_knn_monitor(setup),
+               make_train_step(setup, mesh),
+               config.global_batch_size // jax.process_count(), n_devices,
+               is_chief)
+
+
+def _run_loop(loop: _Loop, state: train_state.TrainState,
+              batches: Iterator[Batch], start_step: int
+              ) -> tuple[train_state.TrainState, Optional[int]]:
+  """`_train_steps` with stop signals caught; then closes manager and writer.
+
+  Waits for the last (async) checkpoint to be written, whatever happened.
+  """
+  with preemption.StopRequests() as stop_requests:
+    try:
+      return _train_steps(loop, state, batches, start_step, stop_requests)
+    finally:
+      loop.manager.wait_until_finished()
+      loop.manager.close()
+      loop.writer.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        data_iterator: Optional[Iterator[Batch]] = None
-                       ) -> TrainState:
+                       ) -> train_state.TrainState:
   """Trains (or resumes training) in `workdir`; returns the final state.
 
   Args:
@@ -499,44 +435,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if data_iterator is None:
     train_data = sources.train_data(config, get_schema(config.schema),
                                     models.uses_byol(config.objective))
-  setup = build_setup(config, num_train_examples=(
+  setup = train_state.build_setup(config, num_train_examples=(
       train_data.num_examples if train_data else None))
-  durations = setup.durations
+  total_steps = setup.durations.total_steps
   mesh = parallel.make_mesh()
   n_devices = _devices_for_batch(config)
-  logging.info('%s: %s on %d device(s) (%s), global batch %d, %d steps '
-               '(%d per epoch), workdir %s', config.run_name,
-               config.objective, n_devices, jax.devices()[0].platform,
-               config.global_batch_size, durations.total_steps,
-               durations.steps_per_epoch, workdir)
+  _log_start(config, setup.durations, n_devices, workdir)
   manager = checkpoint_lib.make_manager(
       workdir, max_to_keep=config.keep_checkpoints,
       async_save=config.async_checkpointing)
-  state = jax.jit(functools.partial(create_train_state, setup),
-                  out_shardings=parallel.replicated(mesh))()
-  state, start_step = checkpoint_lib.restore_or_init(manager, state, config)
-  if start_step >= durations.total_steps:
+  state, start_step = _initial_state(setup, mesh, manager)
+  if start_step >= total_steps:
     logging.info('already trained to step %d of %d; nothing to do',
-                 start_step, durations.total_steps)
+                 start_step, total_steps)
     manager.close()
     return state
   if data_iterator is None:
     data_iterator = train_data.batches(start_step)
-  writer = metric_writers.MetricWriter(workdir,
-                                       enabled=jax.process_index() == 0)
-  loop = _Loop(config, setup, mesh, manager, writer, _make_knn_monitor(setup),
-               make_train_step(setup, mesh),
-               config.global_batch_size // jax.process_count(), n_devices,
-               jax.process_index() == 0)
-  with preemption.StopRequests() as stop_requests:
-    try:
-      state, stopped_at = _train_steps(loop, state, data_iterator,
-                                       start_step, stop_requests)
-    finally:
-      manager.wait_until_finished()
-      manager.close()
-      writer.close()
-  _log_end(stopped_at, durations.total_steps, workdir)
+  loop = _make_loop(setup, mesh, manager, workdir, n_devices)
+  state, stopped_at = _run_loop(loop, state, data_iterator, start_step)
+  _log_end(stopped_at, total_steps, workdir)
   if stopped_at is not None:
     raise preemption.Stopped(stopped_at)
   return state

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, tiny_config
-from gzevo_jax import checkpoint, parallel, train
+from gzevo_jax import checkpoint, parallel, train, train_state
 
 # Steps the tiny config saves (6 steps, a checkpoint every 3).
 EARLIER, LATEST = 3, 6
@@ -84,8 +84,8 @@ def _steps(workdir, subdir=checkpoint.CHECKPOINT_SUBDIR):
 def _resume(workdir):
   """What resuming pretraining does first: restore_or_init."""
   config = tiny_config('supervised')
-  setup = train.build_setup(config)
-  fresh = jax.jit(functools.partial(train.create_train_state, setup),
+  setup = train_state.build_setup(config)
+  fresh = jax.jit(functools.partial(train_state.create_train_state, setup),
                   out_shardings=parallel.replicated(parallel.make_mesh()))()
   manager = checkpoint.make_manager(workdir)
   try:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, tiny_config
-from gzevo_jax import config_lib, models, optim, train
+from gzevo_jax import config_lib, models, optim, train, train_state
 from gzevo_jax.schema import GZ_EVO_V0_1
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
@@ -77,7 +77,7 @@ def test_paper_variant_at_full_width_has_the_papers_shapes():
   c = _paper('hybrid')
   c.model.width_multiplier = 1.0
   c.data.image_size = 32
-  setup = train.build_setup(c)
+  setup = train_state.build_setup(c)
   params = setup.model.init(jax.random.PRNGKey(0),
                             jnp.zeros((1, 32, 32, 3)), train=False)['params']
   kernels = lambda mlp: [params[mlp][f'Dense_{i}']['kernel'].shape
@@ -111,8 +111,8 @@ def test_head_dropout_is_random_in_training_only():
 def test_supervised_term_reads_the_configured_views(views):
   """'first': the Dirichlet loss of view 1's concentrations only."""
   config = tiny_config('hybrid', **{'loss.supervised_views': views})
-  setup = train.build_setup(config)
-  state = train.create_train_state(setup)
+  setup = train_state.build_setup(config)
+  state = train_state.create_train_state(setup)
   rng = np.random.default_rng(0)
   b, size = 4, config.data.image_size
   batch = {'image': rng.random((b, size, size, 3), np.float32),

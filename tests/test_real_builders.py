@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import real_fixtures as rf
-from gzevo_jax.data import builders, common, real
+from gzevo_jax.data import builders, common, real_tables
 from gzevo_jax.data import build
 from gzevo_jax.data.build import prepare
 from gzevo_jax.schema import GZ_EVO_V0_1 as SCHEMA
@@ -109,7 +109,7 @@ def test_named_real_config_resizes_to_its_resolution(manual_dir, tmp_path):
 
 
 def test_missing_manual_dir_says_what_to_download(tmp_path):
-  with pytest.raises(real.CatalogError, match='does not exist') as error:
+  with pytest.raises(real_tables.CatalogError, match='does not exist') as error:
     _build(builders.GzEvo, tmp_path / 'nowhere', tmp_path / 'tfds')
   assert 'manual_dir' in str(error.value) or 'manual' in str(error.value)
   assert 'GZ-Evo' in str(error.value)
@@ -120,7 +120,7 @@ def test_bad_count_stops_the_build_naming_file_and_row(tmp_path):
   w = rf.write_csv_file_loc(root)
   column = next(c for c in w.columns if c.startswith('smooth-or-featured-dr5'))
   rf.set_cell(w, column, 3, -2)
-  with pytest.raises(real.CatalogError) as error:
+  with pytest.raises(real_tables.CatalogError) as error:
     _build(builders.GzEvo, root, tmp_path / 'tfds')
   message = str(error.value)
   assert 'catalog_csv.csv' in message and 'row 3' in message

@@ -17,6 +17,8 @@ import real_fixtures as rf
 
 from gzevo_jax.data import common
 from gzevo_jax.data import real
+from gzevo_jax.data import real_images
+from gzevo_jax.data import real_tables
 from gzevo_jax.schema import GZ_EVO_V0_1 as SCHEMA
 
 BAD_ROW = 3
@@ -165,7 +167,7 @@ def test_an_empty_cell_beside_counts_of_its_campaign_is_an_error(tmp_path):
   column = 'smooth-or-featured-dr12_smooth'
   row = 0  # Asked by dr12 only (see campaigns_cycle).
   rf.set_cell(written, column, row, None)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value), 'train-00000.parquet', written.ids[row],
                    f"{column} is empty or NaN, but other answers of campaign "
@@ -281,7 +283,7 @@ def test_rings_bad_fraction(tmp_path, column, value, reason):
   written = rf.write_rings_fraction(str(tmp_path))
   written.columns[column][BAD_ROW] = value
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_rings(str(tmp_path))
   assert_names_row(str(e.value), 'rings_fraction.parquet', written.ids[BAD_ROW],
                    reason)
@@ -297,7 +299,7 @@ def test_rings_bad_counts(tmp_path, yes, no, reason):
   written.columns['ring_yes'][BAD_ROW] = yes
   written.columns['ring_no'][BAD_ROW] = no
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_rings(str(tmp_path))
   assert_names_row(str(e.value),
                    'rings_counts.csv',
@@ -315,7 +317,7 @@ def test_rings_without_label_columns(tmp_path, drop, message):
   for column in drop:
     del written.columns[column]
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError, match=message) as e:
+  with pytest.raises(real_tables.CatalogError, match=message) as e:
     real.plan_rings(str(tmp_path))
   assert 'rings_counts.csv' in str(e.value)
 
@@ -331,11 +333,11 @@ def test_uniform_image_keeps_its_colour(tmp_path, fmt):
   with open(path, 'wb') as f:
     f.write(data)
   for source in (data, path):
-    image = real.load_image(source, 16, 3, 'here')
+    image = real_images.load_image(source, 16, 3, 'here')
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
     tolerance = 0 if fmt == 'PNG' else 2
     assert np.abs(image.astype(int) - colour).max() <= tolerance
-  grey = real.load_image(data, 16, 1, 'here')
+  grey = real_images.load_image(data, 16, 1, 'here')
   assert grey.shape == (16, 16, 1)
   expected = Image.new('RGB', (1, 1), colour).convert('L').getpixel((0, 0))
   assert np.abs(grey.astype(int) - expected).max() <= tolerance
@@ -344,15 +346,15 @@ def test_uniform_image_keeps_its_colour(tmp_path, fmt):
 def test_resize_keeps_layout_and_crops_the_centre():
   halves = np.zeros((40, 40, 3), np.uint8)
   halves[:, 20:] = 255  # Left black, right white.
-  image = real.load_image(rf.encode_image(halves, 'PNG'), 20, 3, 'here')
+  image = real_images.load_image(rf.encode_image(halves, 'PNG'), 20, 3, 'here')
   assert (image[:, :9] == 0).all() and (image[:, 11:] == 255).all()
   wide = np.zeros((40, 60, 3), np.uint8)
   wide[:, 10:50] = (0, 255, 0)  # Red-free centre square; black sides.
-  image = real.load_image(rf.encode_image(wide, 'PNG'), 10, 3, 'here')
+  image = real_images.load_image(rf.encode_image(wide, 'PNG'), 10, 3, 'here')
   assert (image == (0, 255, 0)).all()
   tall = np.zeros((60, 40), np.uint8)
   tall[10:50] = 77
-  image = real.load_image(rf.encode_image(tall, 'PNG'), 40, 3, 'here')
+  image = real_images.load_image(rf.encode_image(tall, 'PNG'), 40, 3, 'here')
   assert image.shape == (40, 40, 3) and (image == 77).all()
 
 
@@ -379,12 +381,12 @@ def test_missing_or_empty_manual_dir_says_what_to_download(
   d = os.path.join(tmp_path, manual_dir)
   if manual_dir == 'empty':
     os.makedirs(os.path.join(d, 'images'))
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(d, SCHEMA)
   assert d in str(e.value)
   assert real.GZ_EVO_INSTRUCTIONS in str(e.value)
   assert 'huggingface-cli download mwalmsley/gz_evo' in str(e.value)
-  with pytest.raises(real.CatalogError, match='gz_rings'):
+  with pytest.raises(real_tables.CatalogError, match='gz_rings'):
     real.plan_rings(d)
 
 
@@ -397,7 +399,7 @@ def test_missing_required_columns(tmp_path, drop, message):
   for column in drop:
     del written.columns[column]
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError, match=message) as e:
+  with pytest.raises(real_tables.CatalogError, match=message) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert 'catalog_csv.csv' in str(e.value)
 
@@ -418,7 +420,7 @@ VOTE = 'smooth-or-featured-dr5_smooth'
 def test_bad_vote_counts(tmp_path, writer, file_name, csv, value, reason):
   written = writer(str(tmp_path), campaigns=('dr5', 'dr8'))
   rf.set_cell(written, VOTE, BAD_ROW, value)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value),
                    file_name,
@@ -434,7 +436,7 @@ def test_vote_count_that_is_not_a_number(tmp_path):
   values[BAD_ROW] = '3a'
   written.columns[VOTE] = [str(v) for v in values]
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value),
                    'catalog_csv.csv',
@@ -447,7 +449,7 @@ def test_question_with_missing_answer_columns(tmp_path):
   written = rf.write_csv_file_loc(str(tmp_path))
   del written.columns['bar-dr8_weak']
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError, match="'bar-dr8'.*bar-dr8_weak"):
+  with pytest.raises(real_tables.CatalogError, match="'bar-dr8'.*bar-dr8_weak"):
     real.plan_gz_evo(str(tmp_path), SCHEMA)
 
 
@@ -456,7 +458,7 @@ def test_missing_image_file(tmp_path):
   os.remove(
       os.path.join(tmp_path, 'images', written.columns['subfolder'][BAD_ROW],
                    written.columns['filename'][BAD_ROW]))
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value), 'catalog_parquet.parquet',
                    written.ids[BAD_ROW], 'image file not found; tried')
@@ -481,7 +483,7 @@ def test_unreadable_or_truncated_image(tmp_path, how, reason):
   written = rf.write_csv_file_loc(str(tmp_path))
   path = corrupt_image(written, str(tmp_path), how)
   plan = real.plan_gz_evo(str(tmp_path), SCHEMA)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     build_gz_evo(str(tmp_path), plan)
   assert_names_row(str(e.value),
                    'catalog_csv.csv',
@@ -496,8 +498,8 @@ def test_truncated_image_fails_even_if_pillow_was_told_to_pad(tmp_path):
   path = corrupt_image(written, str(tmp_path), 'truncated')
   ImageFile.LOAD_TRUNCATED_IMAGES = True
   try:
-    with pytest.raises(real.CatalogError, match='truncated'):
-      real.load_image(path, 16, 3, 'here')
+    with pytest.raises(real_tables.CatalogError, match='truncated'):
+      real_images.load_image(path, 16, 3, 'here')
   finally:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -509,7 +511,7 @@ def test_hf_image_without_bytes(tmp_path):
   written.columns['image'] = pa.array(images, written.columns['image'].type)
   pq.write_table(pa.table(written.columns), written.table)
   plan = real.plan_gz_evo(str(tmp_path), SCHEMA)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     build_gz_evo(str(tmp_path), plan)
   assert_names_row(str(e.value), 'train-00000.parquet', written.ids[BAD_ROW],
                    'image is empty')
@@ -519,7 +521,7 @@ def test_duplicate_id_within_a_table(tmp_path):
   written = rf.write_csv_file_loc(str(tmp_path))
   written.columns['id_str'][7] = written.ids[BAD_ROW]
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value),
                    'catalog_csv.csv',
@@ -535,7 +537,7 @@ def test_duplicate_id_across_tables(tmp_path):
   second = rf.write_unlabelled(str(tmp_path))
   second.columns['id_str'][5] = first.ids[BAD_ROW]
   rf.write_table(second.table, second.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   message = str(e.value)
   assert_names_row(message,
@@ -554,7 +556,7 @@ def test_empty_id(tmp_path, writer, value, file_name):
   written = writer(str(tmp_path))
   written.columns['id_str'][BAD_ROW] = value
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   assert_names_row(str(e.value), file_name, value, 'empty id_str')
 
@@ -563,7 +565,7 @@ def test_file_changed_since_planning(tmp_path):
   written = rf.write_hf_parquet(str(tmp_path))
   plan = real.plan_gz_evo(str(tmp_path), SCHEMA)
   pq.write_table(pa.table(written.columns).slice(0, 2), written.table)
-  with pytest.raises(real.CatalogError, match='did the file change'):
+  with pytest.raises(real_tables.CatalogError, match='did the file change'):
     build_gz_evo(str(tmp_path), plan)
 
 
@@ -572,7 +574,7 @@ def test_error_lists_the_first_rows_and_counts_the_rest(tmp_path):
   written.columns[VOTE] = [None] * 30  # Beside counts of dr5 (or zeros).
   written.columns['file_loc'] = ['gone.png'] * 30  # A second problem.
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
   message = str(e.value)
   assert message.startswith('30 bad row(s) of 30')
@@ -641,7 +643,7 @@ def test_skip_bad_rows_that_would_skip_every_row_is_an_error(tmp_path):
   written = rf.write_csv_file_loc(str(tmp_path), n=6)
   written.columns[VOTE] = [-1] * 6
   rf.write_table(written.table, written.columns)
-  with pytest.raises(real.CatalogError) as e:
+  with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA, skip_bad_rows=True)
   message = str(e.value)
   assert message.startswith('every one of the 6 row(s)')

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gzevo_jax import checkpoint, metric_writers, models, parallel, train
+from gzevo_jax import train_state
 from gzevo_jax.data import in_memory, sources
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
@@ -19,14 +20,14 @@ OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
 
 def _batches(config):
   """The configured data source's batches from step 0."""
-  return sources.train_data(config, train.build_setup(config).schema,
+  return sources.train_data(config, train_state.build_setup(config).schema,
                             models.uses_byol(config.objective)).batches(0)
 
 
 def _host_state(setup):
   """A fresh state on the host (numpy), safe to replicate and donate."""
-  return jax.device_get(jax.jit(functools.partial(train.create_train_state,
-                                                  setup))())
+  return jax.device_get(jax.jit(functools.partial(
+      train_state.create_train_state, setup))())
 
 
 def _first_batch(setup):
@@ -56,7 +57,8 @@ def test_eight_devices_match_one_device(make_config):
   """Same global batch: same loss, parameters and synchronised BN stats."""
   assert jax.device_count() == 8
   # No warmup: the first step must move the parameters for this to mean much.
-  setup = train.build_setup(make_config('hybrid', warmup_duration='0 steps'))
+  setup = train_state.build_setup(
+      make_config('hybrid', warmup_duration='0 steps'))
   state, batch = _host_state(setup), _first_batch(setup)
   one_state, one_metrics = _one_step(setup, jax.devices()[:1], state, batch)
   eight_state, eight_metrics = _one_step(setup, jax.devices(), state, batch)
@@ -78,7 +80,8 @@ def test_bfloat16_compute_keeps_float32_state_and_loss(make_config):
   """Mixed precision: bf16 activations, float32 params, optimizer and loss."""
   runs = {}
   for dtype in ('float32', 'bfloat16'):
-    setup = train.build_setup(make_config('hybrid', **{'model.dtype': dtype}))
+    setup = train_state.build_setup(
+        make_config('hybrid', **{'model.dtype': dtype}))
     state, batch = _host_state(setup), _first_batch(setup)
     runs[dtype] = _one_step(setup, jax.devices()[:2], state, batch)
   state, metrics = runs['bfloat16']
@@ -95,7 +98,7 @@ def test_bfloat16_compute_keeps_float32_state_and_loss(make_config):
 def test_ema_moves_target_toward_online_by_tau(make_config):
   config = make_config('contrastive', warmup_duration='0 steps')
   config.ema.tau_base = 0.9
-  setup = train.build_setup(config)
+  setup = train_state.build_setup(config)
   state, batch = _host_state(setup), _first_batch(setup)
   new_state, metrics = _one_step(setup, jax.devices()[:2], state, batch)
   assert float(metrics['tau']) == pytest.approx(0.9)
@@ -109,7 +112,7 @@ def test_ema_moves_target_toward_online_by_tau(make_config):
 
 
 def test_supervised_has_no_target_network(make_config):
-  setup = train.build_setup(make_config('supervised'))
+  setup = train_state.build_setup(make_config('supervised'))
   state = _host_state(setup)
   assert state.target_params == {} and state.target_batch_stats == {}
   assert 'head' in state.params and 'projector' not in state.params

@@ -9,7 +9,7 @@ from scipy import stats
 
 from conftest import tiny_config
 from tiny import tiny_checkpoint
-from gzevo_jax import checkpoint, train
+from gzevo_jax import checkpoint, train, train_state
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import votes as votes_lib
 from gzevo_jax.schema import Schema
@@ -183,7 +183,7 @@ def contrastive_workdir(tmp_path):
   config = tiny_config('contrastive')
   with checkpoint.make_manager(str(tmp_path)) as manager:
     checkpoint.save(manager, 0, {'step': np.zeros((), np.int32)}, config,
-                    train.build_setup(config).schema)
+                    train_state.build_setup(config).schema)
   return str(tmp_path)
 
 
@@ -223,7 +223,7 @@ def test_evaluate_votes_end_to_end(supervised_workdir):
 def test_contrastive_checkpoint_is_refused(contrastive_workdir):
   with pytest.raises(ValueError, match='contrastive checkpoint.*no Dirichlet'):
     votes_lib.evaluate_votes(contrastive_workdir)
-  model = train.build_setup(tiny_config('contrastive')).model
+  model = train_state.build_setup(tiny_config('contrastive')).model
   with pytest.raises(ValueError, match='no Dirichlet head'):
     votes_lib.predict_concentrations(model, {}, [], features_lib.local_mesh())
 

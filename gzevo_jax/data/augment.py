@@ -428,59 +428,85 @@ def augment(image: tf.Tensor, seed: tf.Tensor,
   """One random view: float32 [H, W, C] in [0, 1] -> [output_size]*2 + [C].
 
   Order: rotate, crop and resize, flip, colour jitter (brightness, contrast,
-  saturation, hue), grayscale, blur, noise, clip to [0, 1]. `seed` is an int32/int64 tensor of shape [2]; the
-  view is a pure function of (image, seed, config). Works inside
-  `tf.data.Dataset.map`; the output shape is static.
+  saturation, hue), grayscale, blur, noise, clip to [0, 1]. `seed` is an
+  int32/int64 tensor of shape [2]; the view is a pure function of (image,
+  seed, config). Works inside `tf.data.Dataset.map`; the output shape is
+  static.
   """
   import tensorflow as tf
   image = _check_image(image, 'augment')
   channels = image.shape[-1]
   seed = tf.ensure_shape(tf.cast(seed, tf.int64), [2])
   c = config
+  image = _random_rotation(image, seed, c)
+  image = _random_crop(image, seed, c, output_size)
+  image = _random_flips(image, seed, c)
+  u = _uniforms(_sub_seed(seed, _SALT_COLOR_JITTER), 1)
+  image = _maybe(c.color_jitter_probability, u[0],
+                 lambda x: _color_jitter(x, seed, c), image)
+  u = _uniforms(_sub_seed(seed, _SALT_GRAYSCALE), 1)
+  image = _maybe(c.grayscale_probability, u[0], _grayscale, image)
+  image = _random_blur(image, seed, c, output_size)
+  image = _random_noise(image, seed, c)
+  image = tf.clip_by_value(image, 0.0, 1.0)
+  return tf.ensure_shape(image, [output_size, output_size, channels])
 
-  s = _sub_seed(seed, _SALT_ROTATION)
-  u = _uniforms(s, 2)
+
+def _random_rotation(image: tf.Tensor, seed: tf.Tensor,
+                     c: ml_collections.ConfigDict) -> tf.Tensor:
+  """Rotation by an angle in c.rotation_degrees_range, with its probability."""
+  u = _uniforms(_sub_seed(seed, _SALT_ROTATION), 2)
   angle = _lerp(u[1], c.rotation_degrees_range) * (math.pi / 180.0)
-  image = _maybe(c.rotation_probability, u[0], lambda x: rotate(x, angle),
-                 image)
+  return _maybe(c.rotation_probability, u[0], lambda x: rotate(x, angle),
+                image)
 
+
+def _random_crop(image: tf.Tensor, seed: tf.Tensor,
+                 c: ml_collections.ConfigDict, output_size: int) -> tf.Tensor:
+  """A random resized crop (always applied), resized to the output size."""
+  import tensorflow as tf
   shape = tf.shape(image)
   oy, ox, ch, cw = sample_crop_box(_sub_seed(seed, _SALT_CROP), shape[0],
                                    shape[1], c.crop_scale_range,
                                    c.crop_aspect_ratio_range)
-  image = tf.slice(image, tf.stack([oy, ox, 0]), tf.stack([ch, cw, channels]))
-  image = _resize_square(image, output_size)
+  image = tf.slice(image, tf.stack([oy, ox, 0]),
+                   tf.stack([ch, cw, image.shape[-1]]))
+  return _resize_square(image, output_size)
 
+
+def _random_flips(image: tf.Tensor, seed: tf.Tensor,
+                  c: ml_collections.ConfigDict) -> tf.Tensor:
+  """Left-right, then top-bottom mirroring, each with its probability."""
+  import tensorflow as tf
   u = _uniforms(_sub_seed(seed, _SALT_HORIZONTAL_FLIP), 1)
   image = _maybe(c.horizontal_flip_probability, u[0],
                  lambda x: tf.reverse(x, axis=[1]), image)
   u = _uniforms(_sub_seed(seed, _SALT_VERTICAL_FLIP), 1)
-  image = _maybe(c.vertical_flip_probability, u[0],
-                 lambda x: tf.reverse(x, axis=[0]), image)
+  return _maybe(c.vertical_flip_probability, u[0],
+                lambda x: tf.reverse(x, axis=[0]), image)
 
-  u = _uniforms(_sub_seed(seed, _SALT_COLOR_JITTER), 1)
-  image = _maybe(c.color_jitter_probability, u[0],
-                 lambda x: _color_jitter(x, seed, c), image)
 
-  u = _uniforms(_sub_seed(seed, _SALT_GRAYSCALE), 1)
-  image = _maybe(c.grayscale_probability, u[0], _grayscale, image)
-
+def _random_blur(image: tf.Tensor, seed: tf.Tensor,
+                 c: ml_collections.ConfigDict, output_size: int) -> tf.Tensor:
+  """Gaussian blur of a sigma in c.blur_sigma_range, with its probability."""
   u = _uniforms(_sub_seed(seed, _SALT_BLUR), 2)
   sigma = _lerp(u[1], c.blur_sigma_range)
   # Static support wide enough for the largest sigma; SYMMETRIC padding
   # cannot exceed the image, so tiny outputs truncate the kernel.
   radius = min(max(1, math.ceil(_BLUR_TRUNCATE * c.blur_sigma_range[1])),
                output_size)
-  image = _maybe(c.blur_probability, u[0], lambda x: blur(x, sigma, radius),
-                 image)
+  return _maybe(c.blur_probability, u[0], lambda x: blur(x, sigma, radius),
+                image)
 
+
+def _random_noise(image: tf.Tensor, seed: tf.Tensor,
+                  c: ml_collections.ConfigDict) -> tf.Tensor:
+  """Gaussian noise of a std in c.noise_std_range, with its probability."""
+  import tensorflow as tf
   s = _sub_seed(seed, _SALT_NOISE)
   u = _uniforms(s, 2)
   std = _lerp(u[1], c.noise_std_range)
   noise_seed = _sub_seed(s, 1)
-  image = _maybe(
+  return _maybe(
       c.noise_probability, u[0], lambda x: x + std * tf.random.stateless_normal(
           tf.shape(x), noise_seed, alg=_ALG), image)
-
-  image = tf.clip_by_value(image, 0.0, 1.0)
-  return tf.ensure_shape(image, [output_size, output_size, channels])

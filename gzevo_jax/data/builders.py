@@ -33,6 +33,7 @@ import tensorflow_datasets as tfds
 
 from gzevo_jax.data import common
 from gzevo_jax.data import real
+from gzevo_jax.data import real_tables
 from gzevo_jax.data import render
 from gzevo_jax.data import synthetic
 from gzevo_jax.schema import get_schema
@@ -117,7 +118,7 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
     try:
       return str(dl_manager.manual_dir)
     except AssertionError as e:  # TFDS's message, with our instructions.
-      raise real.CatalogError(str(e)) from None
+      raise real_tables.CatalogError(str(e)) from None
 
   def _generators(self, units: dict[str, list[Any]],
                   make_examples: Callable[..., Iterator[tuple[str, dict]]]

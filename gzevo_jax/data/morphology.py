@@ -179,6 +179,97 @@ def _sample_rings(face_visible: np.ndarray, barred: np.ndarray,
               ring_completeness=ring_completeness)
 
 
+def _sample_shapes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Kind, size, inclination and projected axis ratio of n galaxies."""
+  kind = rng.choice([SMOOTH, DISK, ARTIFACT], size=n, p=[0.40, 0.57, 0.03])
+  disk = kind == DISK
+  smooth = kind == SMOOTH
+  radius = rng.uniform(0.07, 0.18, n)
+  inclination = np.where(disk, np.arccos(rng.uniform(0.0, 1.0, n)), 0.0)
+  elliptical_q = rng.uniform(0.3, 1.0, n)
+  disk_q = np.maximum(np.cos(inclination), DISK_THICKNESS)
+  axis_ratio = np.where(disk, disk_q, np.where(smooth, elliptical_q, 1.0))
+  return dict(kind=kind.astype(np.int32), radius=radius,
+              inclination=inclination, axis_ratio=axis_ratio)
+
+
+def _sample_bulges(disk: np.ndarray,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Bulge light and shape: disks vary, everything else is all bulge."""
+  n = disk.shape[0]
+  bulge_fraction = np.where(disk, rng.beta(1.6, 2.4, n), 1.0)
+  shape_draw = rng.random(n)
+  bulge_shape = np.where(
+      bulge_fraction < 0.08, NO_BULGE,
+      np.where(shape_draw < 0.25, BOXY_BULGE, ROUNDED_BULGE))
+  bulge_shape = np.where(disk, bulge_shape, ROUNDED_BULGE)
+  return dict(bulge_fraction=bulge_fraction,
+              bulge_shape=bulge_shape.astype(np.int32))
+
+
+def _sample_bars(face_visible: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Bar strength and half-length; only face-visible disks have bars."""
+  n = face_visible.shape[0]
+  barred = face_visible & (rng.random(n) < BAR_FRACTION)
+  bar = np.where(barred, rng.uniform(0.2, 1.0, n), 0.0)
+  bar_length = np.where(barred, rng.uniform(*BAR_LENGTH_RANGE, n), 0.0)
+  return dict(bar=bar, bar_length=bar_length)
+
+
+def _sample_arms(face_visible: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Spiral arm count, pitch and contrast of face-visible spirals."""
+  n = face_visible.shape[0]
+  spiral = face_visible & (rng.random(n) < 0.7)
+  arm_count = np.where(spiral,
+                       rng.choice([1, 2, 3, 4, 5, 6], size=n,
+                                  p=[0.08, 0.5, 0.2, 0.1, 0.07, 0.05]), 0)
+  arm_pitch = np.where(spiral, rng.uniform(8.0, 40.0, n), 0.0)
+  arm_strength = np.where(spiral, rng.uniform(0.3, 1.0, n), 0.0)
+  return dict(arm_count=arm_count.astype(np.int32), arm_pitch=arm_pitch,
+              arm_strength=arm_strength)
+
+
+def _sample_clumps(face_visible: np.ndarray,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Star-forming clumps of a few face-visible disks."""
+  n = face_visible.shape[0]
+  clumpy = face_visible & (rng.random(n) < 0.15)
+  clump_count = np.where(clumpy, rng.integers(1, 9, n), 0)
+  return dict(clump_count=clump_count.astype(np.int32))
+
+
+def _sample_disturbances(kind: np.ndarray,
+                         rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Merger state, and the star or trail in the image.
+
+  An artifact is undisturbed and has exactly one of a star or a trail.
+  """
+  n = kind.shape[0]
+  merger = rng.choice([UNDISTURBED, MINOR_DISTURBANCE, MAJOR_DISTURBANCE,
+                       MERGER], size=n, p=[0.82, 0.09, 0.05, 0.04])
+  merger = np.where(kind == ARTIFACT, UNDISTURBED, merger)
+  artifact = kind == ARTIFACT
+  artifact_is_star = rng.random(n) < 0.6
+  star = np.where(artifact, artifact_is_star, rng.random(n) < 0.05)
+  trail = np.where(artifact, ~artifact_is_star, rng.random(n) < 0.02)
+  return dict(merger=merger.astype(np.int32), star=star.astype(bool),
+              trail=trail.astype(bool))
+
+
+def _sample_view(disk: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Orientation, brightness, Sersic index and the renderer's seed."""
+  n = disk.shape[0]
+  return dict(
+      position_angle=rng.uniform(0.0, np.pi, n),
+      snr=np.exp(rng.uniform(np.log(15.0), np.log(400.0), n)),
+      sersic_n=np.where(disk, rng.uniform(1.0, 4.0, n),
+                        rng.uniform(2.5, 5.0, n)),
+      seed=rng.integers(0, 2**32, n, dtype=np.uint32))
+
+
 def sample_morphology(n: int, rng: np.random.Generator,
                       ring_probability: float = 0.2) -> Morphology:
   """Draws n galaxies from a GZ DECaLS-like population.
@@ -192,66 +283,17 @@ def sample_morphology(n: int, rng: np.random.Generator,
       (deep near-infrared surveys find more, shallow optical ones fewer); the
       downstream rings task raises it to make the classes less unbalanced.
   """
-  kind = rng.choice([SMOOTH, DISK, ARTIFACT], size=n, p=[0.40, 0.57, 0.03])
-  disk = kind == DISK
-  smooth = kind == SMOOTH
-  radius = rng.uniform(0.07, 0.18, n)
-  inclination = np.where(disk, np.arccos(rng.uniform(0.0, 1.0, n)), 0.0)
-  face_visible = disk & (inclination < EDGE_ON_INCLINATION)
-  elliptical_q = rng.uniform(0.3, 1.0, n)
-  disk_q = np.maximum(np.cos(inclination), DISK_THICKNESS)
-  axis_ratio = np.where(disk, disk_q, np.where(smooth, elliptical_q, 1.0))
-
-  bulge_fraction = np.where(disk, rng.beta(1.6, 2.4, n), 1.0)
-  shape_draw = rng.random(n)
-  bulge_shape = np.where(
-      bulge_fraction < 0.08, NO_BULGE,
-      np.where(shape_draw < 0.25, BOXY_BULGE, ROUNDED_BULGE))
-  bulge_shape = np.where(disk, bulge_shape, ROUNDED_BULGE)
-
-  barred = face_visible & (rng.random(n) < BAR_FRACTION)
-  bar = np.where(barred, rng.uniform(0.2, 1.0, n), 0.0)
-  bar_length = np.where(barred, rng.uniform(*BAR_LENGTH_RANGE, n), 0.0)
-  spiral = face_visible & (rng.random(n) < 0.7)
-  arm_count = np.where(spiral,
-                       rng.choice([1, 2, 3, 4, 5, 6], size=n,
-                                  p=[0.08, 0.5, 0.2, 0.1, 0.07, 0.05]), 0)
-  arm_pitch = np.where(spiral, rng.uniform(8.0, 40.0, n), 0.0)
-  arm_strength = np.where(spiral, rng.uniform(0.3, 1.0, n), 0.0)
-
-  rings = _sample_rings(face_visible, barred, bar_length, radius,
-                       ring_probability, rng)
-
-  clumpy = face_visible & (rng.random(n) < 0.15)
-  clump_count = np.where(clumpy, rng.integers(1, 9, n), 0)
-
-  merger = rng.choice([UNDISTURBED, MINOR_DISTURBANCE, MAJOR_DISTURBANCE,
-                       MERGER], size=n, p=[0.82, 0.09, 0.05, 0.04])
-  merger = np.where(kind == ARTIFACT, UNDISTURBED, merger)
-  artifact = kind == ARTIFACT
-  artifact_is_star = rng.random(n) < 0.6
-  star = np.where(artifact, artifact_is_star, rng.random(n) < 0.05)
-  trail = np.where(artifact, ~artifact_is_star, rng.random(n) < 0.02)
-  return Morphology(
-      kind=kind.astype(np.int32),
-      radius=radius,
-      position_angle=rng.uniform(0.0, np.pi, n),
-      snr=np.exp(rng.uniform(np.log(15.0), np.log(400.0), n)),
-      sersic_n=np.where(disk, rng.uniform(1.0, 4.0, n),
-                        rng.uniform(2.5, 5.0, n)),
-      axis_ratio=axis_ratio,
-      inclination=inclination,
-      bulge_fraction=bulge_fraction,
-      bulge_shape=bulge_shape.astype(np.int32),
-      bar=bar,
-      bar_length=bar_length,
-      arm_count=arm_count.astype(np.int32),
-      arm_pitch=arm_pitch,
-      arm_strength=arm_strength,
-      **rings,
-      clump_count=clump_count.astype(np.int32),
-      merger=merger.astype(np.int32),
-      star=star.astype(bool),
-      trail=trail.astype(bool),
-      seed=rng.integers(0, 2**32, n, dtype=np.uint32),
-  )
+  # The draws happen in this order; changing it changes every catalogue.
+  shapes = _sample_shapes(n, rng)
+  disk = shapes['kind'] == DISK
+  face_visible = disk & (shapes['inclination'] < EDGE_ON_INCLINATION)
+  bulges = _sample_bulges(disk, rng)
+  bars = _sample_bars(face_visible, rng)
+  arms = _sample_arms(face_visible, rng)
+  rings = _sample_rings(face_visible, bars['bar'] > 0, bars['bar_length'],
+                        shapes['radius'], ring_probability, rng)
+  clumps = _sample_clumps(face_visible, rng)
+  disturbances = _sample_disturbances(shapes['kind'], rng)
+  view = _sample_view(disk, rng)
+  return Morphology(**shapes, **bulges, **bars, **arms, **rings, **clumps,
+                    **disturbances, **view)

@@ -397,25 +397,55 @@ def _disk_light_budget(m: Morphology, d: dict[str, np.ndarray]):
   return bar, ring, clumps, disk
 
 
-def _draw_disks(image: np.ndarray, ch: _Chunk, u: np.ndarray,
-                v: np.ndarray) -> None:
-  """Exponential disks with their arms, bars and rings (in the disk plane)."""
+@dataclasses.dataclass(frozen=True)
+class _Disks:
+  """The chunk's disk galaxies, in their own plane (arrays [k] or [k, H, W])."""
+  idx: np.ndarray  # Their indices in the chunk.
+  m: Morphology
+  d: dict[str, np.ndarray]
+  flux: np.ndarray
+  x: np.ndarray  # Along the major axis.
+  y: np.ndarray  # Across it, deprojected by the axis ratio.
+  r2: np.ndarray
+  r: np.ndarray
+  bar_angle: np.ndarray
+  bar_length: np.ndarray  # Image widths; a default where the bar has none.
+
+
+def _disk_plane(ch: _Chunk, u: np.ndarray, v: np.ndarray) -> Optional[_Disks]:
+  """The chunk's disks with their disk-plane coordinates; None if none."""
   idx = np.flatnonzero(ch.m.kind == morph_lib.DISK)
   if not idx.size:
-    return
+    return None
   m, d, flux = _subset(ch, idx)
-  cols = ch.colours
-  bar_w, ring_w, _, disk_w = _disk_light_budget(m, d)
   big_x = u[idx]
   big_y = v[idx] / _col(m.axis_ratio)
   r2 = big_x * big_x + big_y * big_y
-  r = np.sqrt(r2)
-  h = m.radius / _HALF_LIGHT_PER_SCALE_LENGTH
-  disk = np.exp(-r / _col(h))
-
-  bar_angle = np.pi * d['bar_angle']
   bar_length = m.radius * np.where(m.bar_length > 0, m.bar_length,
                                    _DEFAULT_BAR_LENGTH)
+  return _Disks(idx=idx, m=m, d=d, flux=flux, x=big_x, y=big_y, r2=r2,
+                r=np.sqrt(r2), bar_angle=np.pi * d['bar_angle'],
+                bar_length=bar_length)
+
+
+def _draw_disks(image: np.ndarray, ch: _Chunk, u: np.ndarray,
+                v: np.ndarray) -> None:
+  """Exponential disks with their arms, bars and rings (in the disk plane)."""
+  disks = _disk_plane(ch, u, v)
+  if disks is None:
+    return
+  bar_w, ring_w, _, disk_w = _disk_light_budget(disks.m, disks.d)
+  _draw_disk_light(image, ch.colours, disks, disk_w)
+  _draw_bars(image, ch.colours, disks, bar_w)
+  _draw_rings(image, ch.colours, disks, ring_w)
+
+
+def _draw_disk_light(image: np.ndarray, cols: dict[str, np.ndarray],
+                     disks: _Disks, disk_w: np.ndarray) -> None:
+  """The exponential disk's light: smooth, or shared with spiral arms."""
+  m, d, flux, idx = disks.m, disks.d, disks.flux, disks.idx
+  h = m.radius / _HALF_LIGHT_PER_SCALE_LENGTH
+  disk = np.exp(-disks.r / _col(h))
   barred = m.bar > 0
   arms = (m.arm_count > 0) & (m.arm_strength > 0)
   a_idx = np.flatnonzero(arms)
@@ -423,52 +453,67 @@ def _draw_disks(image: np.ndarray, ch: _Chunk, u: np.ndarray,
   if n_idx.size:
     _add_normalised(image, idx[n_idx], disk[n_idx], disk_w[n_idx] * flux[n_idx],
                     np.repeat(cols['disk'][None], n_idx.size, 0))
-  if a_idx.size:
-    r0 = np.where(barred, bar_length, m.radius)[a_idx]
-    phase = np.where(barred, bar_angle, 2.0 * np.pi * d['arm_phase'])[a_idx]
-    hand = np.where(d['arm_hand'] < 0.5, 1.0, -1.0)[a_idx]
-    phi = np.arctan2(big_y[a_idx], big_x[a_idx])
-    log_r = 0.5 * np.log(r2[a_idx] / _col(r0**2) + 1e-12)
-    pattern = _spiral_pattern(phi, log_r, m.arm_count[a_idx],
-                              m.arm_pitch[a_idx], phase, hand, _ARM_SHARPNESS)
-    taper = 1.0 - np.exp(-r2[a_idx] / _col((0.6 * r0)**2))
-    strength = _col(np.clip(m.arm_strength[a_idx], 0.0, 1.0)) * taper
-    smooth = disk[a_idx] * (1.0 - strength)
-    arm = disk[a_idx] * strength * (pattern * (1.0 / _ARM_PATTERN_MEAN))
-    total = (smooth.sum(axis=(1, 2), dtype=np.float64) +
-             arm.sum(axis=(1, 2), dtype=np.float64))
-    scale = disk_w[a_idx] * flux[a_idx] / np.maximum(total, 1e-30)
-    _add(image, idx[a_idx], smooth, scale,
-         np.repeat(cols['disk'][None], a_idx.size, 0))
-    _add(image, idx[a_idx], arm, scale,
-         np.repeat(cols['young'][None], a_idx.size, 0))
+  if not a_idx.size:
+    return
+  # The arms pass through `phase` at r0: the bar's ends in barred disks, the
+  # half-light radius (at a random phase) in the others.
+  r0 = np.where(barred, disks.bar_length, m.radius)[a_idx]
+  phase = np.where(barred, disks.bar_angle,
+                   2.0 * np.pi * d['arm_phase'])[a_idx]
+  hand = np.where(d['arm_hand'] < 0.5, 1.0, -1.0)[a_idx]
+  phi = np.arctan2(disks.y[a_idx], disks.x[a_idx])
+  log_r = 0.5 * np.log(disks.r2[a_idx] / _col(r0**2) + 1e-12)
+  pattern = _spiral_pattern(phi, log_r, m.arm_count[a_idx],
+                            m.arm_pitch[a_idx], phase, hand, _ARM_SHARPNESS)
+  taper = 1.0 - np.exp(-disks.r2[a_idx] / _col((0.6 * r0)**2))
+  strength = _col(np.clip(m.arm_strength[a_idx], 0.0, 1.0)) * taper
+  smooth = disk[a_idx] * (1.0 - strength)
+  arm = disk[a_idx] * strength * (pattern * (1.0 / _ARM_PATTERN_MEAN))
+  total = (smooth.sum(axis=(1, 2), dtype=np.float64) +
+           arm.sum(axis=(1, 2), dtype=np.float64))
+  scale = disk_w[a_idx] * flux[a_idx] / np.maximum(total, 1e-30)
+  _add(image, idx[a_idx], smooth, scale,
+       np.repeat(cols['disk'][None], a_idx.size, 0))
+  _add(image, idx[a_idx], arm, scale,
+       np.repeat(cols['young'][None], a_idx.size, 0))
 
-  b_idx = np.flatnonzero(barred)
-  if b_idx.size:
-    bx, by = _rotate(big_x[b_idx], big_y[b_idx], bar_angle[b_idx])
-    length = _col(bar_length[b_idx])
-    width = length * _col(0.22 + 0.12 * d['bar_width'][b_idx])
-    m2 = (bx / length)**2 + (by / width)**2
-    ferrers = np.maximum(1.0 - m2, 0.0)**2
-    _add_normalised(image, idx[b_idx], ferrers, bar_w[b_idx] * flux[b_idx],
-                    _mix(cols['old'], cols['disk'], np.full(b_idx.size, 0.4)))
 
+def _draw_bars(image: np.ndarray, cols: dict[str, np.ndarray], disks: _Disks,
+               bar_w: np.ndarray) -> None:
+  """Ferrers bars of the barred disks, at a random angle in the disk plane."""
+  b_idx = np.flatnonzero(disks.m.bar > 0)
+  if not b_idx.size:
+    return
+  bx, by = _rotate(disks.x[b_idx], disks.y[b_idx], disks.bar_angle[b_idx])
+  length = _col(disks.bar_length[b_idx])
+  width = length * _col(0.22 + 0.12 * disks.d['bar_width'][b_idx])
+  m2 = (bx / length)**2 + (by / width)**2
+  ferrers = np.maximum(1.0 - m2, 0.0)**2
+  _add_normalised(image, disks.idx[b_idx], ferrers,
+                  bar_w[b_idx] * disks.flux[b_idx],
+                  _mix(cols['old'], cols['disk'], np.full(b_idx.size, 0.4)))
+
+
+def _draw_rings(image: np.ndarray, cols: dict[str, np.ndarray], disks: _Disks,
+                ring_w: np.ndarray) -> None:
+  """Gaussian rings, full or partial (pseudo-rings winding outwards)."""
   r_idx = np.flatnonzero(ring_w > 0)
-  if r_idx.size:
-    mr = m.take(r_idx)
-    ring_r = mr.ring_radius * mr.radius
-    sigma = ring_r * (RING_WIDTH[0] + RING_WIDTH[1] * d['ring_width'][r_idx])
-    coverage = np.clip(mr.ring_completeness, 0.0, 1.0)
-    window, along = _ring_window(big_x[r_idx], big_y[r_idx], coverage,
-                                 2.0 * np.pi * d['ring_phase'][r_idx],
-                                 np.where(d['arm_hand'][r_idx] < 0.5, 1.0,
-                                          -1.0))
-    radius_along = _col(ring_r) * (1.0 + _col(_PSEUDO_RING_WINDING *
-                                              (coverage < 1.0)) * along)
-    ring = np.exp(-(r[r_idx] - radius_along)**2 / _col(2.0 * sigma**2))
-    _add_normalised(image, idx[r_idx], ring * window,
-                    ring_w[r_idx] * flux[r_idx],
-                    _mix(cols['disk'], cols['young'], np.full(r_idx.size, 0.7)))
+  if not r_idx.size:
+    return
+  d = disks.d
+  mr = disks.m.take(r_idx)
+  ring_r = mr.ring_radius * mr.radius
+  sigma = ring_r * (RING_WIDTH[0] + RING_WIDTH[1] * d['ring_width'][r_idx])
+  coverage = np.clip(mr.ring_completeness, 0.0, 1.0)
+  window, along = _ring_window(disks.x[r_idx], disks.y[r_idx], coverage,
+                               2.0 * np.pi * d['ring_phase'][r_idx],
+                               np.where(d['arm_hand'][r_idx] < 0.5, 1.0, -1.0))
+  radius_along = _col(ring_r) * (1.0 + _col(_PSEUDO_RING_WINDING *
+                                            (coverage < 1.0)) * along)
+  ring = np.exp(-(disks.r[r_idx] - radius_along)**2 / _col(2.0 * sigma**2))
+  _add_normalised(image, disks.idx[r_idx], ring * window,
+                  ring_w[r_idx] * disks.flux[r_idx],
+                  _mix(cols['disk'], cols['young'], np.full(r_idx.size, 0.7)))
 
 
 def _ring_window(x: np.ndarray, y: np.ndarray, coverage: np.ndarray,
@@ -665,24 +710,34 @@ def _bilinear_1d(size: int, coords: np.ndarray, centre: np.ndarray):
 
 
 def _draw_separable(image: np.ndarray, ch: _Chunk) -> None:
-  """Clumps and stars (with spikes): sums of outer products, via matmul."""
-  m, cols = ch.m, ch.colours
-  size, coords = ch.options.image_size, ch.coords
-  disk = m.kind == morph_lib.DISK
-  has_clumps = disk & (m.clump_count > 0)
+  """Clumps and stars (with spikes): sums of outer products, via matmul.
+
+  Each galaxy gets _MAX_CLUMPS + 3 terms (clumps, star, two spikes), each a
+  column profile gy times a row profile gx with a weight per band.
+  """
+  m = ch.m
+  has_clumps = (m.kind == morph_lib.DISK) & (m.clump_count > 0)
   idx = np.flatnonzero(has_clumps | m.star)
   if not idx.size:
     return
   m, d, flux = _subset(ch, idx)
-  k = idx.size
+  k, size = idx.size, ch.options.image_size
   n_terms = _MAX_CLUMPS + 3
   gx = np.zeros((k, n_terms, size), _F32)
   gy = np.zeros((k, n_terms, size), _F32)
   weight = np.zeros((k, n_terms, ch.options.bands), _F32)
+  _clump_terms(ch, m, d, flux, gx, gy, weight)
+  _star_terms(ch, m, d, gx, gy, weight)
+  _add_outer_products(image, idx, gx, gy, weight)
 
-  # Clumps, placed in the disk plane and projected.
+
+def _clump_terms(ch: _Chunk, m: Morphology, d: dict[str, np.ndarray],
+                 flux: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                 weight: np.ndarray) -> None:
+  """Terms 0.._MAX_CLUMPS-1: clumps, placed in the disk plane and projected."""
+  coords = ch.coords
   _, _, clump_light, _ = _disk_light_budget(m, d)
-  clump_light = clump_light * disk[idx][:, None]
+  clump_light = clump_light * (m.kind == morph_lib.DISK)[:, None]
   rad = m.radius[:, None] * (0.3 + 1.5 * d['clump_radius'])
   ang = 2.0 * np.pi * d['clump_angle']
   cu = rad * np.cos(ang)
@@ -694,9 +749,17 @@ def _draw_separable(image: np.ndarray, ch: _Chunk) -> None:
   gx[:, :_MAX_CLUMPS] = _gaussian_1d(coords, cx, sigma)
   gy[:, :_MAX_CLUMPS] = _gaussian_1d(coords, cy, sigma)
   weight[:, :_MAX_CLUMPS] = ((clump_light * flux[:, None])[..., None] *
-                             cols['clump'])
+                             ch.colours['clump'])
 
-  # Star: a point (bilinear) that the PSF turns into the PSF, plus spikes.
+
+def _star_terms(ch: _Chunk, m: Morphology, d: dict[str, np.ndarray],
+                gx: np.ndarray, gy: np.ndarray, weight: np.ndarray) -> None:
+  """The last 3 terms: a star and its two diffraction spikes.
+
+  The star is a point (bilinear weights) that the PSF turns into the PSF;
+  its weights are zero in galaxies without a star.
+  """
+  cols, size, coords = ch.colours, ch.options.image_size, ch.coords
   artifact = m.kind == morph_lib.ARTIFACT
   dist = np.where(artifact, 0.12 * np.sqrt(d['star_distance']),
                   0.2 + 0.22 * d['star_distance'])
@@ -713,7 +776,7 @@ def _draw_separable(image: np.ndarray, ch: _Chunk) -> None:
   spike_len = 0.08 * np.sqrt(star_flux /
                              (ch.options.sky_sigma * size / 64.0 * 1e3) + 1e-12)
   spike_len = np.clip(spike_len, 0.01, 0.5)
-  line = np.full(k, _LINE_WIDTH)
+  line = np.full(m.num_galaxies, _LINE_WIDTH)
   for j, (along, across) in enumerate(((sx, sy), (sy, sx))):
     tail = np.exp(-np.abs(coords - along[:, None]) / spike_len[:, None])
     tail /= tail.sum(-1, keepdims=True)
@@ -725,8 +788,15 @@ def _draw_separable(image: np.ndarray, ch: _Chunk) -> None:
     weight[:,
            s + 1 + j] = (_STAR_SPIKE_LIGHT * star_flux)[:, None] * (star_colour)
 
-  # sum_t w[t, band] gy[t, :, None] gx[t, None, :] as one batched matmul.
-  bands = ch.options.bands
+
+def _add_outer_products(image: np.ndarray, idx: np.ndarray, gx: np.ndarray,
+                        gy: np.ndarray, weight: np.ndarray) -> None:
+  """image[idx] += sum_t w[t, band] gy[t, :, None] gx[t, None, :].
+
+  As one batched matmul: gx, gy [k, T, S], weight [k, T, bands].
+  """
+  k, n_terms, size = gx.shape
+  bands = weight.shape[-1]
   right = (weight[..., None] * gx[:, :, None, :]).reshape(k, n_terms, -1)
   out = np.matmul(gy.transpose(0, 2, 1), right)  # [k, S, bands * S]
   image[idx] += out.reshape(k, size, bands, size).transpose(0, 2, 1, 3)

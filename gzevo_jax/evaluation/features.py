@@ -21,6 +21,7 @@ import numpy as np
 from gzevo_jax import checkpoint
 from gzevo_jax import config_lib
 from gzevo_jax import parallel
+from gzevo_jax.evaluation import budgets
 
 Batch = dict[str, np.ndarray]
 
@@ -175,6 +176,19 @@ def validate_extraction_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError('set --config.pretrained_workdir to the workdir of a '
                      'pretraining run, e.g. runs/hybrid')
   config_lib.check_positive_int(config, 'eval_batch_size')
+
+
+def validate_downstream(config: ml_collections.ConfigDict,
+                        positive_ints: Iterable[str] = ()) -> None:
+  """Raises ValueError naming a bad field of a `config_lib.downstream_config`.
+
+  Its extraction fields, budgets and seeds, and the task's own
+  `positive_ints` fields.
+  """
+  validate_extraction_config(config)
+  budgets.parse_budgets(config.budgets)
+  for field in ('num_seeds', *positive_ints):
+    config_lib.check_positive_int(config, field)
 
 
 def check_bands(builder: Any, pretrained: ml_collections.ConfigDict,

@@ -37,7 +37,6 @@ import numpy as np
 import optax
 
 from gzevo_jax import checkpoint
-from gzevo_jax import config_lib
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax.data import in_memory
@@ -239,7 +238,7 @@ def as_direct_baseline(config: ml_collections.ConfigDict) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming a bad field before anything runs."""
-  config_lib.validate_downstream(
+  features_lib.validate_downstream(
       config, ('batch_size', 'max_epochs', 'patience', 'max_examples',
                'min_steps_per_epoch'))
   if config.init not in INITS:

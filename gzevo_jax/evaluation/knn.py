@@ -46,6 +46,33 @@ def _knn_chunk(train_unit: jax.Array, train_labels: jax.Array,
   return scores / scores.sum(axis=-1, keepdims=True)
 
 
+def _check_knn_inputs(train_features: np.ndarray, train_labels: np.ndarray,
+                      query_features: np.ndarray, *, k: int,
+                      temperature: float, num_classes: int,
+                      chunk_size: int) -> None:
+  """Raises ValueError naming the first argument of `knn_predict` that is off."""
+  if (train_features.ndim != 2 or query_features.ndim != 2 or
+      train_features.shape[1] != query_features.shape[1] or
+      train_labels.shape != train_features.shape[:1]):
+    raise ValueError(
+        f'Need train features [N, D], train labels [N] and query features '
+        f'[Q, D]; got {train_features.shape}, {train_labels.shape} and '
+        f'{query_features.shape}.')
+  num_train = train_features.shape[0]
+  if not 1 <= k <= num_train:
+    raise ValueError(f'k={k} must be between 1 and the train set size '
+                     f'{num_train}.')
+  if not temperature > 0:
+    raise ValueError(f'temperature must be positive; got {temperature}.')
+  if chunk_size < 1:
+    raise ValueError(f'chunk_size must be positive; got {chunk_size}.')
+  if (not np.issubdtype(train_labels.dtype, np.integer) or
+      train_labels.min() < 0 or train_labels.max() >= num_classes):
+    raise ValueError(f'train labels must be integers in 0..{num_classes - 1}; '
+                     f'got dtype {train_labels.dtype}, range '
+                     f'{train_labels.min()}..{train_labels.max()}.')
+
+
 def knn_predict(train_features: np.ndarray,
                 train_labels: np.ndarray,
                 query_features: np.ndarray,
@@ -72,27 +99,9 @@ def knn_predict(train_features: np.ndarray,
   train_features = np.asarray(train_features)
   train_labels = np.asarray(train_labels)
   query_features = np.asarray(query_features)
-  if (train_features.ndim != 2 or query_features.ndim != 2 or
-      train_features.shape[1] != query_features.shape[1] or
-      train_labels.shape != train_features.shape[:1]):
-    raise ValueError(
-        f'Need train features [N, D], train labels [N] and query features '
-        f'[Q, D]; got {train_features.shape}, {train_labels.shape} and '
-        f'{query_features.shape}.')
-  num_train = train_features.shape[0]
-  if not 1 <= k <= num_train:
-    raise ValueError(f'k={k} must be between 1 and the train set size '
-                     f'{num_train}.')
-  if not temperature > 0:
-    raise ValueError(f'temperature must be positive; got {temperature}.')
-  if chunk_size < 1:
-    raise ValueError(f'chunk_size must be positive; got {chunk_size}.')
-  if (not np.issubdtype(train_labels.dtype, np.integer) or
-      train_labels.min() < 0 or train_labels.max() >= num_classes):
-    raise ValueError(f'train labels must be integers in 0..{num_classes - 1}; '
-                     f'got dtype {train_labels.dtype}, range '
-                     f'{train_labels.min()}..{train_labels.max()}.')
-
+  _check_knn_inputs(train_features, train_labels, query_features, k=k,
+                    temperature=temperature, num_classes=num_classes,
+                    chunk_size=chunk_size)
   num_queries = query_features.shape[0]
   if not num_queries:
     return np.zeros((0, num_classes), np.float32)

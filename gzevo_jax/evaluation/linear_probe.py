@@ -23,7 +23,6 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from gzevo_jax import config_lib
 from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import knn as knn_lib
@@ -87,7 +86,7 @@ def predicted_classes(prob: np.ndarray) -> list[int]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming a bad field before anything runs."""
-  config_lib.validate_downstream(config, ('knn.k', 'probe.max_iter'))
+  features_lib.validate_downstream(config, ('knn.k', 'probe.max_iter'))
   if config.knn.temperature <= 0:
     raise ValueError('config.knn.temperature must be positive, got '
                      f'{config.knn.temperature}')

@@ -65,6 +65,26 @@ def _check_features_labels(x: np.ndarray, y: np.ndarray,
   return x, y
 
 
+def _check_probe_splits(train_x: np.ndarray, train_y: np.ndarray,
+                        val_x: np.ndarray, val_y: np.ndarray) -> None:
+  """Raises ValueError unless the splits' feature sizes and classes agree.
+
+  The training labels must cover 0..K-1 (K >= 2), so that probability column
+  j is class j, and the validation labels must lie in that range.
+  """
+  if val_x.shape[1] != train_x.shape[1]:
+    raise ValueError(f'train and validation feature sizes differ: '
+                     f'{train_x.shape[1]} vs {val_x.shape[1]}.')
+  num_classes = int(train_y.max()) + 1
+  if num_classes < 2 or not np.array_equal(np.unique(train_y),
+                                           np.arange(num_classes)):
+    raise ValueError(f'train labels must cover 0..K-1 with K >= 2; got '
+                     f'classes {np.unique(train_y).tolist()}.')
+  if val_y.min() < 0 or val_y.max() >= num_classes:
+    raise ValueError(f'validation labels must lie in 0..{num_classes - 1}; '
+                     f'got {np.unique(val_y).tolist()}.')
+
+
 def fit_probe(train_x: np.ndarray,
               train_y: np.ndarray,
               val_x: np.ndarray,
@@ -92,17 +112,7 @@ def fit_probe(train_x: np.ndarray,
   """
   train_x, train_y = _check_features_labels(train_x, train_y, 'train')
   val_x, val_y = _check_features_labels(val_x, val_y, 'validation')
-  if val_x.shape[1] != train_x.shape[1]:
-    raise ValueError(f'train and validation feature sizes differ: '
-                     f'{train_x.shape[1]} vs {val_x.shape[1]}.')
-  num_classes = int(train_y.max()) + 1
-  if num_classes < 2 or not np.array_equal(np.unique(train_y),
-                                           np.arange(num_classes)):
-    raise ValueError(f'train labels must cover 0..K-1 with K >= 2; got '
-                     f'classes {np.unique(train_y).tolist()}.')
-  if val_y.min() < 0 or val_y.max() >= num_classes:
-    raise ValueError(f'validation labels must lie in 0..{num_classes - 1}; '
-                     f'got {np.unique(val_y).tolist()}.')
+  _check_probe_splits(train_x, train_y, val_x, val_y)
   c_values = sorted(float(c) for c in c_grid)
   if not c_values or c_values[0] <= 0:
     raise ValueError(f'c_grid must be non-empty and positive; got {c_grid!r}.')
