@@ -282,7 +282,15 @@ def paper(config: ml_collections.ConfigDict) -> None:
 
 
 # Variants every objective's config file offers.
-COMMON_VARIANTS = {'smoke': smoke, 'gz_evo': gz_evo, 'paper': paper}
+def gz_evo_v1(config: ml_collections.ConfigDict) -> None:
+  """`gz_evo` on the release as it is: seven campaigns, UKIDSS included."""
+  gz_evo(config)
+  config.data.dataset = 'gz_evo/real_v1'
+  config.schema = 'gz_evo_v1'
+
+
+COMMON_VARIANTS = {'smoke': smoke, 'gz_evo': gz_evo, 'gz_evo_v1': gz_evo_v1,
+                   'paper': paper}
 
 
 def _choice(field: str, value: str, choices: Iterable[str]) -> None:

@@ -206,10 +206,13 @@ def write_hf_parquet(manual_dir: str,
                      schema: Schema = GZ_EVO_V0_1,
                      campaigns: Sequence[str] = ('dr12', 'hubble'),
                      row_group_size: Optional[int] = 5,
-                     unasked_empty: bool = False) -> Written:
-  """data/train-0000{shard}.parquet with PNG bytes in `image`: a struct
-  {bytes, path} as datasets.Image writes it, or plain binary; with
-  `unasked_empty`, null vote cells where a campaign did not ask."""
+                     unasked_empty: bool = False,
+                     split: str = 'train',
+                     num_shards: int = 2) -> Written:
+  """data/{split}-0000{shard}-of-0000{num_shards}.parquet, named as Hugging
+  Face names a split's shards, with PNG bytes in `image`: a struct {bytes,
+  path} as datasets.Image writes it, or plain binary; with `unasked_empty`,
+  null vote cells where a campaign did not ask."""
   _, ids, votes, images = _gz_evo_galaxies(f'hf{shard}', n, seed, schema,
                                            campaigns)
   data = [encode_image(images[i], 'PNG') for i in ids]
@@ -229,7 +232,8 @@ def write_hf_parquet(manual_dir: str,
       **_vote_columns(schema, campaigns, votes, pa.int32(), unasked_empty),
       'summary': ['featured' if v.any() else '' for v in votes],
   }
-  table = os.path.join(manual_dir, 'data', f'train-{shard:05d}.parquet')
+  table = os.path.join(manual_dir, 'data',
+                       f'{split}-{shard:05d}-of-{num_shards:05d}.parquet')
   os.makedirs(os.path.dirname(table), exist_ok=True)
   pq.write_table(pa.table(columns), table, row_group_size=row_group_size)
   return Written(table,

@@ -87,6 +87,20 @@ def test_gz_evo_variant_is_paper_scale_on_real_data():
     assert config.run_name == f'{name}_gz_evo'
 
 
+def test_gz_evo_v1_variant_reads_the_release_with_its_schema():
+  from gzevo_jax.data import builders
+  for name in ('contrastive', 'supervised', 'hybrid'):
+    config, paper_scale = _load(f'{name}.py:gz_evo_v1'), _load(
+        f'{name}.py:gz_evo')
+    config_lib.validate(config)
+    assert config.data.dataset == 'gz_evo/real_v1'
+    assert config.schema == 'gz_evo_v1'
+    assert config.global_batch_size == paper_scale.global_batch_size
+  real_v1 = builders.builder('gz_evo/real_v1')
+  assert real_v1.info.features['votes'].shape == (224,)
+  assert builders.builder('gz_evo/real').info.features['votes'].shape == (206,)
+
+
 def test_bad_augmentation_field_is_named():
   config = _load('hybrid.py')
   config.data.augment.crop_scale_range = (1.2, 0.5)

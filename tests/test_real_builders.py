@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import real_fixtures as rf
+from gzevo_jax import schema as schema_lib
 from gzevo_jax.data import builders, common, real_tables
 from gzevo_jax.data import build
 from gzevo_jax.data.build import prepare
@@ -48,7 +49,8 @@ def manual_dir(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('manual'))
   written = [rf.write_csv_file_loc(root), rf.write_parquet_subfolder(root),
              rf.write_hf_parquet(root, shard=0, unasked_empty=True),
-             rf.write_hf_parquet(root, shard=1, struct_images=False),
+             rf.write_hf_parquet(root, shard=1, struct_images=False,
+                                 split='test', n=16, seed=3),
              rf.write_unlabelled(root)]
   return root, written
 
@@ -66,7 +68,7 @@ def test_every_layout_is_written_with_its_votes(manual_dir, built):
   for w in written:
     for id_str in w.ids:
       split, ex = examples[id_str]
-      assert split == common.split_of(id_str)
+      assert split == _expected_split(w.table, id_str)
       np.testing.assert_array_equal(ex['votes'], w.votes[id_str])
       assert ex['labelled'] == (w.votes[id_str].sum() > 0)
       assert ex['campaign'].decode() == common.campaign_label(
@@ -83,6 +85,49 @@ def test_every_layout_is_written_with_its_votes(manual_dir, built):
   assert reloaded.info.metadata['empty_unasked_vote_cells'] == (
       rf.empty_vote_cells(written[2]))
   assert rf.empty_vote_cells(written[2])
+
+
+def _expected_split(table, id_str):
+  """Published test shards stay test; published train shards lose only a
+  validation share (by the hash); other tables are split by the hash."""
+  name = os.path.basename(table)
+  if name.startswith('test-'):
+    return 'test'
+  if name.startswith('train-'):
+    return ('validation' if common.split_of(id_str, test_fraction=0.0) ==
+            'validation' else 'train')
+  return common.split_of(id_str)
+
+
+def test_published_test_galaxies_are_never_trained_on(manual_dir, built):
+  _, written = manual_dir
+  test_shard, train_shard = written[3], written[2]
+  assert os.path.basename(test_shard.table).startswith('test-')
+  examples = _all_examples(built)
+  assert {examples[i][0] for i in test_shard.ids} == {'test'}
+  assert {examples[i][0] for i in train_shard.ids} <= {'train', 'validation'}
+  # Split by the hash alone, most of them would be trained on.
+  assert sum(common.split_of(i) == 'train' for i in test_shard.ids) > 8
+
+
+def test_gz_evo_v1_keeps_ukidss_votes(tmp_path):
+  v1 = schema_lib.load_builtin('gz_evo_v1')
+  written = rf.write_hf_parquet(str(tmp_path / 'manual'), n=12, schema=v1,
+                                campaigns=('dr12', 'ukidss'),
+                                unasked_empty=True)
+  config = builders.GalaxyConfig(name='real_v1_test', source='real',
+                                 image_size=SIZE, image_format='png',
+                                 schema='gz_evo_v1')
+  builder = builders.GzEvo(config=config, data_dir=str(tmp_path / 'tfds'))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(tmp_path / 'manual')))
+  examples = _all_examples(builder)
+  ukidss = v1.campaign_answer_mask('ukidss')
+  assert sum(bool(v[ukidss].any()) for v in written.votes.values()) >= 4
+  for id_str, votes in written.votes.items():
+    np.testing.assert_array_equal(examples[id_str][1]['votes'], votes)
+    assert examples[id_str][1]['campaign'].decode() == (
+        common.campaign_label(v1, votes))
 
 
 def test_beam_builds_the_same_examples(manual_dir, built, tmp_path):

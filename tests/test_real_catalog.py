@@ -169,7 +169,7 @@ def test_an_empty_cell_beside_counts_of_its_campaign_is_an_error(tmp_path):
   rf.set_cell(written, column, row, None)
   with pytest.raises(real_tables.CatalogError) as e:
     real.plan_gz_evo(str(tmp_path), SCHEMA)
-  assert_names_row(str(e.value), 'train-00000.parquet', written.ids[row],
+  assert_names_row(str(e.value), 'train-00000-of-00002.parquet', written.ids[row],
                    f"{column} is empty or NaN, but other answers of campaign "
                    "'dr12' in this row have counts", row=row, csv=False)
   assert 'fill those columns with 0' in str(e.value)
@@ -409,7 +409,7 @@ VOTE = 'smooth-or-featured-dr5_smooth'
 
 @pytest.mark.parametrize('writer,file_name,csv', [
     (rf.write_csv_file_loc, 'catalog_csv.csv', True),
-    (rf.write_hf_parquet, 'train-00000.parquet', False),
+    (rf.write_hf_parquet, 'train-00000-of-00002.parquet', False),
 ])
 @pytest.mark.parametrize('value,reason', [
     (-1, f'{VOTE}=-1 is negative'),
@@ -513,7 +513,7 @@ def test_hf_image_without_bytes(tmp_path):
   plan = real.plan_gz_evo(str(tmp_path), SCHEMA)
   with pytest.raises(real_tables.CatalogError) as e:
     build_gz_evo(str(tmp_path), plan)
-  assert_names_row(str(e.value), 'train-00000.parquet', written.ids[BAD_ROW],
+  assert_names_row(str(e.value), 'train-00000-of-00002.parquet', written.ids[BAD_ROW],
                    'image is empty')
 
 
@@ -648,3 +648,25 @@ def test_skip_bad_rows_that_would_skip_every_row_is_an_error(tmp_path):
   message = str(e.value)
   assert message.startswith('every one of the 6 row(s)')
   assert 'empty dataset' in message and written.ids[0] in message
+
+
+@pytest.mark.parametrize('name,split', [
+    ('train-00000-of-00030.parquet', 'train'),
+    ('test-00006-of-00007.parquet', 'test'),
+    ('validation-00000-of-00001-3f2a9c0b.parquet', 'validation'),
+    ('train-00000.parquet', None),       # Not Hugging Face's shard naming.
+    ('catalog_train.parquet', None),
+    ('test-00000-of-00001.csv', None),
+])
+def test_published_split_from_shard_names(name, split):
+  assert real_tables.published_split(os.path.join('data', name)) == split
+
+
+def test_published_train_rows_only_lose_a_validation_share():
+  ids = [f'galaxy-{i}' for i in range(400)]
+  splits = [real.row_split('train', i, 0.2, 0.3) for i in ids]
+  assert 'test' not in splits
+  assert 50 < splits.count('validation') < 110  # About 20% of 400.
+  assert all(real.row_split('test', i, 0.2, 0.3) == 'test' for i in ids)
+  assert [real.row_split(None, i, 0.2, 0.3) for i in ids] == [
+      common.split_of(i, 0.2, 0.3) for i in ids]

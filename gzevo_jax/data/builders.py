@@ -3,7 +3,10 @@
   gz_evo/synthetic        the embedded default: 20k rendered galaxies, 64 px
   gz_evo/synthetic_tiny   smoke runs and tests: 600 galaxies, 32 px
   gz_evo/synthetic_large  for experiments: 60k galaxies, 128 px
-  gz_evo/real, real_128   GZ-Evo from `manual_dir` (224 px, 128 px)
+  gz_evo/real, real_128   GZ-Evo from `manual_dir` (224 px, 128 px), read
+                          with the v0.1 schema (the paper's six campaigns)
+  gz_evo/real_v1, real_v1_128  the same with gz_evo_v1 (the release's seven
+                          campaigns, UKIDSS included)
   gz_rings/synthetic      the downstream rings task: 21k disks, 64 px (and
                           _tiny, 400 at 32 px; _large, the same at 128 px)
   gz_rings/real           GZ Rings from `manual_dir`
@@ -18,7 +21,9 @@ which is how the full 1.9M-image GZ-Evo is built on a Beam cluster; without
 them, examples are generated in this process.
 
 Splits (train / validation / test) are assigned from a hash of `id_str`
-(`common.split_of`), so they are the same however the data is generated.
+(`common.split_of`), so they are the same however the data is generated;
+real tables published in a split (Hugging Face's test-*-of-*.parquet
+shards) keep it (`real.row_split`).
 """
 
 from __future__ import annotations
@@ -225,6 +230,14 @@ class GzEvo(_GalaxyBuilder):
       GalaxyConfig(name='real_128', source='real', image_size=128,
                    image_format='jpeg', description=(
                        'GZ-Evo v0.1 from manual_dir, 128 px.')),
+      GalaxyConfig(name='real_v1', source='real', image_size=224,
+                   image_format='jpeg', schema='gz_evo_v1', description=(
+                       'The GZ-Evo release from manual_dir with its seven '
+                       'campaigns (UKIDSS included), 224 px.')),
+      GalaxyConfig(name='real_v1_128', source='real', image_size=128,
+                   image_format='jpeg', schema='gz_evo_v1', description=(
+                       'The GZ-Evo release from manual_dir with its seven '
+                       'campaigns (UKIDSS included), 128 px.')),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:

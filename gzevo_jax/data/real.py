@@ -69,8 +69,17 @@ Hugging Face shards): they are unknown answers, 0 votes, counted in the
 dataset's metadata.json. An empty cell among counts of its own campaign is
 an error.
 
-Splits: train/validation/test come from a hash of `id_str` (any published
-train/test split is not used).
+Splits: the published split is kept. Rows of a Hugging Face test shard
+(data/test-*-of-*.parquet) are the test split; validation is carved from the
+train shards by a hash of `id_str`, so no official test galaxy is trained
+on. Tables without a split in their name are split by the hash alone.
+
+Schema: `gz_evo/real` and `real_128` read the votes with GZ-Evo v0.1's
+decision tree (the paper's six campaigns; UKIDSS vote columns are ignored
+with a warning, so UKIDSS-only galaxies become unlabelled); `real_v1` and
+`real_v1_128` with gz_evo_v1, the release's seven campaigns (UKIDSS
+included; the CANDELS/Hubble clump counts left out, as galaxy-datasets
+does).
 
 Then build:
     tfds build gz_evo --imports=gzevo_jax.data.builders --config=real \\
@@ -220,6 +229,22 @@ def _report_bad_rows(bad_rows: Sequence[BadRow], num_rows: int,
       '%s:\n%s', len(bad_rows), num_rows, manual_dir, described)
 
 
+def row_split(published: Optional[str], id_str: str,
+              validation_fraction: float, test_fraction: float) -> str:
+  """A row's split: its shard's published split, else a hash of its id.
+
+  Rows of a published test (or validation) shard stay there; validation is
+  carved from a published train split only, by the hash, so no official
+  test galaxy is ever trained on. Tables without a published split are
+  split by the hash alone (`common.split_of`).
+  """
+  if published in ('test', 'validation'):
+    return published
+  if published == 'train':
+    return common.split_of(id_str, validation_fraction, 0.0)
+  return common.split_of(id_str, validation_fraction, test_fraction)
+
+
 def _work_units(tables: Sequence[_CheckedTable],
                 good_rows: Sequence[list[int]], validation_fraction: float,
                 test_fraction: float,
@@ -228,9 +253,10 @@ def _work_units(tables: Sequence[_CheckedTable],
   units: dict[str, list[WorkUnit]] = {s: [] for s in common.SPLITS}
   for table, good in zip(tables, good_rows):
     by_split: dict[str, list[int]] = {s: [] for s in common.SPLITS}
+    published = real_tables.published_split(table.path)
     for row in good:
-      by_split[common.split_of(table.ids[row], validation_fraction,
-                               test_fraction)].append(row)
+      by_split[row_split(published, table.ids[row], validation_fraction,
+                         test_fraction)].append(row)
     for split, rows in by_split.items():
       units[split] += [
           WorkUnit(table.path, tuple(rows[i:i + rows_per_unit]), split)

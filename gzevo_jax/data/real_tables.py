@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Sequence
+import re
+from typing import Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +57,18 @@ def find_tables(manual_dir: str, instructions: str) -> list[str]:
         f'or *.csv files at its top level, or parquet shards under '
         f'{os.path.join(manual_dir, HF_DATA_DIR)!r}.\n\n{instructions}')
   return tables
+
+
+# Hugging Face names a split's parquet shards SPLIT-00000-of-00030.parquet
+# (older uploads add -<hash> before the suffix).
+_PUBLISHED_SHARD = re.compile(
+    r'^(train|validation|test)-\d+-of-\d+(-[0-9a-f]+)?\.parquet$')
+
+
+def published_split(path: str) -> Optional[str]:
+  """The split a Hugging Face shard's name publishes it in; None otherwise."""
+  match = _PUBLISHED_SHARD.match(os.path.basename(path))
+  return match[1] if match else None
 
 
 def is_csv(path: str) -> bool:
