@@ -193,6 +193,23 @@ def test_skip_bad_rows_builds_the_rest_and_lists_the_skipped(tmp_path):
   assert all('catalog_csv.csv' in s['file'] for s in skipped)
 
 
+def test_skipping_every_row_while_generating_is_an_error(tmp_path):
+  """Images are opened only when examples are made: all unreadable there."""
+  root = str(tmp_path / 'manual')
+  w = rf.write_csv_file_loc(root, n=6)
+  for id_str in w.ids:
+    with open(os.path.join(root, 'images', 'csv_images', f'{id_str}.png'),
+              'wb') as f:
+      f.write(b'not an image')
+  with pytest.raises(common.DataError,
+                     match=r'gz_evo/real: .*No examples were yielded.*; 6 '
+                     r'row\(s\) were skipped as bad, which left nothing'):
+    prepare('gz_evo/real', data_dir=str(tmp_path / 'tfds'), manual_dir=root,
+            skip_bad_rows=True)
+  assert not builders.builder('gz_evo/real',
+                              str(tmp_path / 'tfds')).is_prepared()
+
+
 def test_rings_real_with_counts_and_fraction(tmp_path):
   root = str(tmp_path / 'manual')
   counts, fractions = rf.write_rings_counts(root), rf.write_rings_fraction(root)

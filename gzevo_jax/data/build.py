@@ -77,7 +77,12 @@ def prepare(dataset: str, data_dir: Optional[str] = None,
   logging.info('building %s in %s%s', dataset, builder.data_dir,
                ' with Apache Beam' if beam_pipeline_options else '')
   start = time.perf_counter()
-  builder.download_and_prepare(download_config=download_config)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except AssertionError as e:
+    if 'No examples were yielded' not in str(e):
+      raise
+    raise _no_examples_error(builder, dataset, e) from None
   splits = {k: v.num_examples for k, v in builder.info.splits.items()}
   logging.info('built %s in %.0f s: %s', dataset, time.perf_counter() - start,
                splits)
@@ -88,6 +93,25 @@ def prepare(dataset: str, data_dir: Optional[str] = None,
                     "'skipped_rows' in %s/metadata.json", len(skipped),
                     builder.data_dir)
   return builder
+
+
+def _no_examples_error(builder, dataset: str,
+                       error: AssertionError) -> Exception:
+  """TFDS's "No examples were yielded", said as what it means here.
+
+  Images are only opened while examples are made, so rows whose image cannot
+  be decoded are skipped there (with skip_bad_rows); when that leaves a split
+  empty, the build stops, and this names the rows.
+  """
+  from gzevo_jax.data import common
+  skipped = (builder.info.metadata or {}).get('skipped_rows') or []
+  reasons = ''.join(f"\n  {row['file']}: row {row['row']}, id_str "
+                    f"{row['id_str']!r}: {row['reason']}"
+                    for row in skipped[:3])
+  return common.DataError(
+      f'{dataset}: {error}; {len(skipped)} row(s) were skipped as bad, which '
+      f'left nothing to build there{"; the first:" if skipped else ""}'
+      f'{reasons}')
 
 
 def main(argv: Sequence[str]) -> None:
