@@ -33,7 +33,6 @@ import json
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from absl import app
 from absl import flags
 import jax
 import ml_collections
@@ -41,6 +40,7 @@ import numpy as np
 
 from gzevo_jax import cli
 from gzevo_jax import config_lib
+from gzevo_jax import errors
 from gzevo_jax import models
 from gzevo_jax import parallel
 from gzevo_jax import train
@@ -447,14 +447,13 @@ def _input_benchmarks(configs: dict[str, ml_collections.ConfigDict],
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # cli.run says what to do with stray arguments.
   f = flags.FLAGS
   objectives, steps, warmup = f.objectives, f.steps, f.warmup
   bad = [o for o in objectives if o not in config_lib.OBJECTIVES]
   if bad or not objectives:
-    raise app.UsageError(f'--objectives: choose from '
-                         f'{", ".join(DEFAULT_OBJECTIVES)}; got {bad}')
+    raise errors.UserError(f'--objectives: choose from '
+                           f'{", ".join(DEFAULT_OBJECTIVES)}; got {bad}')
   chief = jax.process_index() == 0
   say = print if chief else (lambda *a, **k: None)
   mesh = parallel.make_mesh()

@@ -128,6 +128,9 @@ OTHER_COMMAND_ERRORS = {
     'benchmark: stray argument': (
         ['gzevo_jax.benchmark', '--objectives=hybrid', 'fast'],
         'error: unexpected argument(s) fast'),
+    'benchmark: unknown objective': (
+        ['gzevo_jax.benchmark', '--objectives=hybird'],
+        "error: --objectives: choose from"),
 }
 
 
