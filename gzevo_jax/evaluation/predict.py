@@ -234,7 +234,7 @@ def _dataset_input(spec: str, config: ml_collections.ConfigDict, *, size: int,
                                        image_size=size,
                                        threads=config.data.threads):
       ids = features_lib.decode_ids(batch['id_str'])
-      mask = batch['mask'] & ~np.isin(ids, list(done))
+      mask = batch['mask'] & np.asarray([i not in done for i in ids], bool)
       yield {'image': batch['image'], 'id_str': ids.astype(object),
              'mask': mask}
 
