@@ -42,6 +42,6 @@ setuptools.setup(
     extras_require={
         # Dataset generation on Apache Beam (DirectRunner or a cluster).
         'beam': ['apache-beam>=2.50'],
-        'test': ['pytest>=7', 'scipy>=1.11', 'apache-beam>=2.50'],
+        'test': ['pytest>=7', 'pytest-xdist>=3', 'scipy>=1.11', 'apache-beam>=2.50'],
     },
 )
