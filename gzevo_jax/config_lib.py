@@ -9,10 +9,11 @@ message that lists the valid choices.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import re
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -361,6 +362,33 @@ def check_positive_int(config: ml_collections.ConfigDict, field: str) -> None:
   if not isinstance(value, int) or value < 1:
     raise ValueError(f'config.{field} must be a positive integer, got '
                      f'{value!r}')
+
+
+# Fields that name this machine's files or runs, not what a run computes:
+# left out where results are compared across machines.
+MACHINE_FIELDS = ('data.data_dir', 'run_name', 'keep_checkpoints',
+                  'pretrained_workdir', 'config_dir')
+
+
+def plain_data(value: Any) -> Any:
+  """A config value as plain JSON data (ConfigDicts and tuples included)."""
+  if isinstance(value, ml_collections.ConfigDict):
+    value = value.to_dict()
+  return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def flat_fields(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'a.b': value} for every leaf of a nested dict, machine fields left out."""
+  out = {}
+  for key, value in tree.items():
+    dotted = prefix + key
+    if any(dotted == f or dotted.endswith('.' + f) for f in MACHINE_FIELDS):
+      continue
+    if isinstance(value, dict):
+      out.update(flat_fields(value, dotted + '.'))
+    else:
+      out[dotted] = value
+  return out
 
 
 def get_dotted(tree, dotted: str):

@@ -194,6 +194,33 @@ def test_finetune_resumes_at_the_first_unfinished_seed(pretrained, tmp_path,
   assert trained_seeds == [0, 1]
 
 
+def test_finetune_progress_record_goes_on_from_another_machine(tmp_path):
+  """The record copy of the progress names no path of the machine that
+  wrote it, and is read where a workdir has no progress of its own."""
+  import ml_collections
+  from gzevo_jax.evaluation import finetune
+  here = ml_collections.ConfigDict({
+      'pretrained_workdir': '/machine/a/pretrain', 'learning_rate': 0.1,
+      'data': {'data_dir': '/machine/a/tfds', 'dataset': 'gz_rings'}})
+  record = str(tmp_path / 'stage.progress.json')
+  progress = finetune.SeedProgress(str(tmp_path / 'a'), here, record)
+  progress.add(100, 0, {'budget': 100, 'seed': 0, 'accuracy': 0.5})
+  assert '/machine/a' not in (tmp_path / 'stage.progress.json').read_text()
+  elsewhere = ml_collections.ConfigDict(here.to_dict())
+  elsewhere.pretrained_workdir = '/machine/b/pretrain'
+  elsewhere.data.data_dir = '/machine/b/tfds'
+  resumed = finetune.SeedProgress(str(tmp_path / 'b'), elsewhere, record)
+  assert resumed.row(100, 0) == {'budget': 100, 'seed': 0, 'accuracy': 0.5}
+  assert resumed.row(100, 1) is None
+  # A workdir's own progress still needs its own pretrained workdir.
+  assert finetune.SeedProgress(str(tmp_path / 'a'), elsewhere).row(
+      100, 0) is None
+  # Another recipe ignores the record.
+  elsewhere.learning_rate = 0.2
+  assert finetune.SeedProgress(str(tmp_path / 'c'), elsewhere,
+                               record).row(100, 0) is None
+
+
 def test_layer_wise_learning_rates():
   from gzevo_jax.evaluation import finetune
   assert finetune.layer_depth('stem_conv') == 0

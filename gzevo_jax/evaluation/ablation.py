@@ -180,31 +180,7 @@ def stage_pretrain_config(config: ml_collections.ConfigDict,
 # stage's arm, variant and overrides).
 SHARED_FIELDS = ('pretrain_variant', 'pretrain_train_duration', 'data',
                  'budgets', 'num_seeds', 'eval_batch_size', 'probe', 'knn')
-# Fields that name this machine's files, not what a stage computes.
-MACHINE_FIELDS = ('data.data_dir', 'run_name', 'keep_checkpoints',
-                  'pretrained_workdir', 'config_dir')
 RECORD_VERSION = 1
-
-
-def _plain(value: Any) -> Any:
-  """A config value as plain JSON data (ConfigDicts and tuples included)."""
-  if isinstance(value, ml_collections.ConfigDict):
-    value = value.to_dict()
-  return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def flat_fields(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  """{'a.b': value} for every leaf of a nested dict, machine fields left out."""
-  out = {}
-  for key, value in tree.items():
-    dotted = prefix + key
-    if any(dotted == f or dotted.endswith('.' + f) for f in MACHINE_FIELDS):
-      continue
-    if isinstance(value, dict):
-      out.update(flat_fields(value, dotted + '.'))
-    else:
-      out[dotted] = value
-  return out
 
 
 def stage_spec(config: ml_collections.ConfigDict, stage: Stage) -> dict:
@@ -214,15 +190,16 @@ def stage_spec(config: ml_collections.ConfigDict, stage: Stage) -> dict:
   levels equal to the current recipe (e.g. plain w=1) share its stage.
   """
   base = stage_pretrain_config(config, Stage(stage.arm, stage.variant))
-  changed = [[field, _plain(value)] for field, value in stage.overrides
-             if _plain(config_lib.get_dotted(base, field)) != _plain(value)]
-  shared = flat_fields({k: _plain(config[k]) for k in SHARED_FIELDS})
+  plain = config_lib.plain_data
+  changed = [[field, plain(value)] for field, value in stage.overrides
+             if plain(config_lib.get_dotted(base, field)) != plain(value)]
+  shared = config_lib.flat_fields({k: plain(config[k]) for k in SHARED_FIELDS})
   spec = {'arm': stage.arm, 'variant': stage.variant, 'overrides': changed,
           'downstream': stage.downstream or config.data.dataset,
           'shared': shared}
-  if stage.evaluation != 'linear_probe':  # Linear-probe names stay as they were.
+  if stage.evaluation != 'linear_probe':  # Probe names stay as they were.
     spec['evaluation'] = stage.evaluation
-    spec['finetune'] = flat_fields(_plain(config.finetune))
+    spec['finetune'] = config_lib.flat_fields(plain(config.finetune))
   return spec
 
 
@@ -253,11 +230,26 @@ def _record_path(config: ml_collections.ConfigDict, name: str) -> str:
   return os.path.join(config.stage_archive, f'{name}.json')
 
 
+def progress_record_path(config: ml_collections.ConfigDict,
+                         name: str) -> Optional[str]:
+  """Where a finetuned stage records its finished (budget, seed) runs.
+
+  A finetuned stage takes longer than one sitting: its runs so far are
+  recorded beside the stage records, so a later sitting (on any machine)
+  pretrains the same recipe and seed again and goes on from the first
+  unfinished run. The file goes once the stage's own record is written.
+  """
+  if not config.stage_archive:
+    return None
+  return os.path.join(config.stage_archive, f'{name}.progress.json')
+
+
 def changed_fields(recorded: dict[str, Any],
                    current: dict[str, Any]) -> tuple[list[str], list[str]]:
   """(fields whose values differ, fields only one side has), machine fields
   left out."""
-  old, new = flat_fields(recorded), flat_fields(_plain(current))
+  old = config_lib.flat_fields(recorded)
+  new = config_lib.flat_fields(config_lib.plain_data(current))
   differ = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
   return differ, sorted(old.keys() ^ new.keys())
 
@@ -324,7 +316,7 @@ def record_results(config: ml_collections.ConfigDict, name: str,
     return
   os.makedirs(config.stage_archive, exist_ok=True)
   record = {'record_version': RECORD_VERSION, 'name': name, 'spec': spec,
-            'config': flat_fields(_plain(resolved)),
+            'config': config_lib.flat_fields(config_lib.plain_data(resolved)),
             'recorded': time.strftime('%Y-%m-%d'),
             'results': _portable(results)}
   path = _record_path(config, name)
@@ -357,6 +349,9 @@ def _cached_stage(config, name: str, spec: Any, resolved: dict[str, Any],
   with open(results_path, 'w') as f:
     json.dump(results, f, indent=1, default=float)
   record_results(config, name, spec, resolved, results)
+  progress = progress_record_path(config, name)
+  if progress and os.path.exists(progress):  # The record supersedes it.
+    os.remove(progress)
   return results
 
 
@@ -389,14 +384,17 @@ def run_stage(config: ml_collections.ConfigDict, stage: Stage,
                                                     pretrain_dir)
     if stage.downstream:
       evaluation.data.dataset = stage.downstream
-    module = linear_probe if stage.evaluation == 'linear_probe' else finetune
-    return module.run(evaluation, out_dir)
+    if stage.evaluation == 'linear_probe':
+      return linear_probe.run(evaluation, out_dir)
+    return finetune.run(evaluation, out_dir,
+                        progress_record_path(config, name))
 
   resolved = {'pretrain': pretrain.to_dict(),
-              'shared': {k: _plain(config[k]) for k in SHARED_FIELDS},
+              'shared': {k: config_lib.plain_data(config[k])
+                         for k in SHARED_FIELDS},
               'downstream': stage.downstream or config.data.dataset}
   if stage.evaluation != 'linear_probe':
-    resolved['finetune'] = _plain(config.finetune)
+    resolved['finetune'] = config_lib.plain_data(config.finetune)
   results = _cached_stage(config, name, stage_spec(config, stage), resolved,
                           os.path.join(out_dir, 'results.json'), compute)
   if times is not None:
@@ -414,8 +412,10 @@ def run_direct(config: ml_collections.ConfigDict, workdir: str,
                                        'pretrain'))
   finetune.as_direct_baseline(direct)
   model = stage_pretrain_config(config, encoder_stage).model
-  spec = {'encoder': _plain(model), 'finetune': flat_fields(_plain(direct))}
+  spec = {'encoder': config_lib.plain_data(model),
+          'finetune': config_lib.flat_fields(config_lib.plain_data(direct))}
   out_dir = os.path.join(workdir, 'direct')
+  name = _hashed('direct', spec)
 
   def compute():
     # The architecture is read from the encoder stage's checkpoint; when
@@ -423,9 +423,8 @@ def run_direct(config: ml_collections.ConfigDict, workdir: str,
     # a finished run returns at once).
     train.train_and_evaluate(stage_pretrain_config(config, encoder_stage),
                              direct.pretrained_workdir)
-    return finetune.run(direct, out_dir)
+    return finetune.run(direct, out_dir, progress_record_path(config, name))
 
-  name = _hashed('direct', spec)
   results = _cached_stage(config, name, spec, spec,
                           os.path.join(out_dir, 'results.json'), compute)
   if times is not None:

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from gzevo_jax import checkpoint
+from gzevo_jax import config_lib
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax.data import in_memory
@@ -197,22 +198,34 @@ class SeedProgress:
 
   Finetuning every budget and seed takes long; a killed run restarts at
   the first unfinished seed. Rows are reused only when the file was written
-  with the same config.
+  with the same config. `record` (optional) is a second copy meant to move
+  between machines (the ablation commits it): its config leaves out the
+  fields that name this machine's files (config_lib.MACHINE_FIELDS), so it
+  is read where workdir has no progress of its own, and must only be shared
+  by runs whose pretrained encoder is the same recipe and seed.
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
+               record: Optional[str] = None):
     self.path = os.path.join(workdir, 'progress.json')
-    self.config = json.loads(json.dumps(config.to_dict(), default=str))
-    self.rows = {}
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        saved = json.load(f)
-      if saved.get('config') == self.config:
-        self.rows = saved['rows']
-        logging.info('resuming %s: %d budget x seed runs done', self.path,
-                     len(self.rows))
-      else:
-        logging.info('ignoring %s: written with another config', self.path)
+    self.record = record
+    self.config = config_lib.plain_data(config)
+    self.portable = config_lib.flat_fields(self.config)
+    self.rows = (self._load(self.path, self.config) or
+                 (self._load(record, self.portable) if record else None) or {})
+
+  @staticmethod
+  def _load(path: str, config: dict[str, Any]) -> Optional[dict[str, Any]]:
+    if not os.path.exists(path):
+      return None
+    with open(path) as f:
+      saved = json.load(f)
+    if saved.get('config') != config:
+      logging.info('ignoring %s: written with another config', path)
+      return None
+    logging.info('resuming %s: %d budget x seed runs done', path,
+                 len(saved['rows']))
+    return saved['rows']
 
   @staticmethod
   def _key(budget: Optional[int], seed: int) -> str:
@@ -223,11 +236,18 @@ class SeedProgress:
 
   def add(self, budget: Optional[int], seed: int, row: dict[str, Any]) -> None:
     self.rows[self._key(budget, seed)] = row
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    temporary = self.path + '.tmp'
-    with open(temporary, 'w') as f:
-      json.dump({'config': self.config, 'rows': self.rows}, f, default=float)
-    os.replace(temporary, self.path)
+    _write_json(self.path, {'config': self.config, 'rows': self.rows})
+    if self.record:
+      _write_json(self.record, {'config': self.portable, 'rows': self.rows})
+
+
+def _write_json(path: str, data: Any) -> None:
+  """Writes data to path atomically (a kill leaves the old file or the new)."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  temporary = path + '.tmp'
+  with open(temporary, 'w') as f:
+    json.dump(data, f, default=float)
+  os.replace(temporary, path)
 
 
 def as_direct_baseline(config: ml_collections.ConfigDict) -> None:
@@ -249,8 +269,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f'{config.layer_decay}')
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Every budget x seed: train, early-stop, score on test; files to workdir."""
+def _train_and_score(model: Classifier, variables: Any,
+                     splits: dict[str, features_lib.Images], index: np.ndarray,
+                     config: ml_collections.ConfigDict,
+                     seed: int) -> dict[str, Any]:
+  """One (budget, seed) run: train on `index`, early-stop, score on test."""
+  variables, info = train_classifier(model, variables,
+                                     splits['train'].take(index),
+                                     splits['validation'], config, seed)
+  prob = predict_proba(model, variables, splits['test'].images)
+  metrics = probe_lib.classification_metrics(splits['test'].labels, prob)
+  # The best epoch's validation score: what an experiment may choose by.
+  validation = probe_lib.classification_metrics(
+      splits['validation'].labels,
+      predict_proba(model, variables, splits['validation'].images))
+  return {'budget': len(index), 'seed': seed,
+          'method': f'finetune_{config.init}', **metrics, **info,
+          'validation_balanced_accuracy': validation['balanced_accuracy'],
+          'test_predicted': linear_probe.predicted_classes(prob)}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        progress_record: Optional[str] = None) -> dict[str, Any]:
+  """Every budget x seed: train, early-stop, score on test; files to workdir.
+
+  progress_record: a machine-independent copy of the per-seed progress
+  (see SeedProgress), so that a later sitting elsewhere goes on from it.
+  """
   from gzevo_jax.data import sources  # TensorFlow, lazily.
   validate(config)
   pretrained, _, step = checkpoint.load_config_and_schema(
@@ -271,7 +316,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   model = Classifier(encoder, num_classes)
   image_shape = splits['train'].images.shape[1:]
   rows = []
-  progress = SeedProgress(workdir, config)
+  progress = SeedProgress(workdir, config, progress_record)
   for budget in budget_list:
     start = time.perf_counter()
     for seed in range(config.num_seeds):
@@ -281,20 +326,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         continue
       index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
       variables = _initial_variables(config, model, image_shape, seed)
-      variables, info = train_classifier(model, variables,
-                                         splits['train'].take(index),
-                                         splits['validation'], config, seed)
-      prob = predict_proba(model, variables, splits['test'].images)
-      metrics = probe_lib.classification_metrics(splits['test'].labels, prob)
-      # The best epoch's validation score: what an experiment may choose by.
-      validation = probe_lib.classification_metrics(
-          splits['validation'].labels,
-          predict_proba(model, variables, splits['validation'].images))
-      rows.append({'budget': len(index), 'seed': seed,
-                   'method': f'finetune_{config.init}', **metrics, **info,
-                   'validation_balanced_accuracy':
-                       validation['balanced_accuracy'],
-                   'test_predicted': linear_probe.predicted_classes(prob)})
+      rows.append(_train_and_score(model, variables, splits, index, config,
+                                   seed))
       progress.add(budget, seed, rows[-1])
     logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
                  config.num_seeds, time.perf_counter() - start)
