@@ -42,6 +42,9 @@ setuptools.setup(
     extras_require={
         # Dataset generation on Apache Beam (DirectRunner or a cluster).
         'beam': ['apache-beam>=2.50'],
+        # benchmarks/torch_peer.py (python -m gzevo_jax.benchmark --peer=torch):
+        # install the CPU build first, see README.
+        'peer': ['torch>=2.2'],
         'test': ['pytest>=7', 'pytest-xdist>=3', 'scipy>=1.11', 'apache-beam>=2.50'],
     },
 )

@@ -3,7 +3,7 @@ r"""Train-step speed, FLOPs and MFU per objective, beside the input pipeline.
   python -m gzevo_jax.benchmark --config=configs/hybrid.py[:VARIANT] \
       [--config.FIELD=VALUE ...] [--objectives=supervised,contrastive,hybrid] \
       [--steps=20] [--warmup=3] [--peak_tflops=X] [--input=false] \
-      [--json_out=FILE]
+      [--peer=torch] [--json_out=FILE]
 
 For each objective (the config with only `objective` replaced) this compiles
 the real data-parallel train step over all devices and times it on synthetic
@@ -21,6 +21,12 @@ so MFU = FLOPs per device / step time / peak per device. The count covers
 every op of the step (forward, backward, optimizer, EMA), a multiply-add
 being 2 FLOPs.
 
+--peer=torch also times the same step written in PyTorch
+(benchmarks/torch_peer.py: same encoder, heads, loss, optimizer, batch and
+thread count), taking turns with the JAX step one step at a time so both
+see the same background load, and prints JAX's speed as a multiple of
+PyTorch's (peer median step time / JAX median step time).
+
 The step needs no TensorFlow; the tf.data input benchmark does and is skipped
 (with a line saying so) where it is not installed.
 """
@@ -29,7 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
+import os
+import sys
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -42,6 +51,7 @@ from gzevo_jax import cli
 from gzevo_jax import config_lib
 from gzevo_jax import errors
 from gzevo_jax import models
+from gzevo_jax import optim
 from gzevo_jax import parallel
 from gzevo_jax import train
 from gzevo_jax import train_state
@@ -200,17 +210,18 @@ class StepBenchmark:
                                    self.peak_tflops_per_device)
 
 
-def benchmark_step(config: ml_collections.ConfigDict,
-                   steps: int = 20,
-                   warmup: int = 3,
-                   mesh: Optional[jax.sharding.Mesh] = None,
-                   peak: Optional[float] = None) -> StepBenchmark:
-  """Compiles and times `config`'s train step on device-resident batches.
+@dataclasses.dataclass
+class CompiledStep:
+  """A compiled train step, ready to run on its device-resident batch."""
+  run: Callable[[], None]   # One step; returns when it has finished.
+  compile_s: float
+  flops_per_device: Optional[float]
+  devices: int
 
-  `mesh` defaults to every device; `peak` (TFLOP/s per device) to the
-  vendor figure for the device and `config.model.dtype`, if known.
-  """
-  mesh = parallel.make_mesh() if mesh is None else mesh
+
+def compile_step(config: ml_collections.ConfigDict,
+                 mesh: jax.sharding.Mesh) -> CompiledStep:
+  """Compiles `config`'s data-parallel train step on a synthetic batch."""
   devices = mesh.devices.size
   if config.global_batch_size % devices:
     raise ValueError(f'config.global_batch_size={config.global_batch_size} '
@@ -232,33 +243,69 @@ def benchmark_step(config: ml_collections.ConfigDict,
   # as compiling the step, for every objective.
   state = parallel.replicate(
       jax.device_get(train_state.create_train_state(setup)), mesh)
-
   start = time.perf_counter()
   compiled = train.make_train_step(setup, mesh).lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  flops = flops_from_cost_analysis(compiled.cost_analysis())
 
-  for _ in range(warmup):
-    state, _ = compiled(state, batch)
-  jax.block_until_ready(state)
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
+  def run() -> None:
+    nonlocal state
     state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - start)
 
+  return CompiledStep(run, compile_s,
+                      flops_from_cost_analysis(compiled.cost_analysis()),
+                      devices)
+
+
+def time_alternating(runs: Mapping[str, Callable[[], Any]], steps: int,
+                     warmup: int) -> dict[str, tuple[float, ...]]:
+  """Seconds of each timed step of each run, the runs taking turns per step.
+
+  Taking turns step by step exposes every implementation to the same
+  background load, so their ratio holds on a busy machine too.
+  """
+  for run in runs.values():
+    for _ in range(warmup):
+      run()
+  times = {name: [] for name in runs}
+  for _ in range(steps):
+    for name, run in runs.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  return {name: tuple(t) for name, t in times.items()}
+
+
+def _step_result(config: ml_collections.ConfigDict, step: CompiledStep,
+                 times: tuple[float, ...], mesh: jax.sharding.Mesh,
+                 peak: Optional[float]) -> StepBenchmark:
   if peak is None:
     device = mesh.devices.flat[0]
     peak = peak_tflops(device.device_kind, device.platform, config.model.dtype,
                        jax.config.jax_default_matmul_precision)
   return StepBenchmark(objective=config.objective,
-                       devices=devices,
+                       devices=step.devices,
                        global_batch_size=config.global_batch_size,
-                       compile_s=compile_s,
-                       step_times_s=tuple(times),
-                       flops_per_device=flops,
+                       compile_s=step.compile_s,
+                       step_times_s=times,
+                       flops_per_device=step.flops_per_device,
                        peak_tflops_per_device=peak)
+
+
+def benchmark_step(config: ml_collections.ConfigDict,
+                   steps: int = 20,
+                   warmup: int = 3,
+                   mesh: Optional[jax.sharding.Mesh] = None,
+                   peak: Optional[float] = None) -> StepBenchmark:
+  """Compiles and times `config`'s train step on device-resident batches.
+
+  `mesh` defaults to every device; `peak` (TFLOP/s per device) to the
+  vendor figure for the device and `config.model.dtype`, if known.
+  """
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  step = compile_step(config, mesh)
+  times = time_alternating({'jax': step.run}, steps, warmup)['jax']
+  return _step_result(config, step, times, mesh, peak)
 
 
 def _iterator_images_per_second(batches,
@@ -399,20 +446,38 @@ def result_json(result: StepBenchmark, config: ml_collections.ConfigDict,
 def _step_benchmarks(base: ml_collections.ConfigDict,
                      objectives: Sequence[str], steps: int, warmup: int,
                      mesh: jax.sharding.Mesh, peak_tflops: Optional[float],
-                     say: Callable[..., None]
+                     peer: Any, say: Callable[..., None]
                      ) -> tuple[dict[str, ml_collections.ConfigDict],
-                                dict[str, StepBenchmark]]:
-  """Each objective's config and step benchmark, each reported as it ends."""
-  configs, results = {}, {}
+                                dict[str, StepBenchmark],
+                                dict[str, PeerComparison]]:
+  """Each objective's config, step benchmark and (with a peer) comparison,
+  each reported as it ends."""
+  configs, results, comparisons = {}, {}, {}
   for objective in objectives:
     configs[objective] = objective_config(base, objective)
     try:
-      results[objective] = benchmark_step(configs[objective], steps, warmup,
-                                          mesh, peak_tflops)
+      if peer is None:
+        results[objective] = benchmark_step(configs[objective], steps, warmup,
+                                            mesh, peak_tflops)
+      else:
+        comparisons[objective] = compare_with_peer(
+            configs[objective], peer, steps, warmup, mesh, peak_tflops)
+        results[objective] = comparisons[objective].jax
     except ValueError as e:
       raise SystemExit(f'error: {e}') from e
     say(format_result(results[objective], steps), flush=True)
-  return configs, results
+    if peer is not None:
+      say(format_comparison(comparisons[objective]), flush=True)
+  return configs, results, comparisons
+
+
+def _peer_json(comparison: Optional[PeerComparison]) -> dict[str, Any]:
+  if comparison is None:
+    return {}
+  return dict(peer=comparison.peer, peer_version=comparison.peer_version,
+              peer_threads=comparison.peer_threads,
+              peer_step_s=comparison.peer_step_s,
+              speed_ratio_vs_peer=comparison.speed_ratio)
 
 
 def _input_benchmarks(configs: dict[str, ml_collections.ConfigDict],
@@ -446,6 +511,103 @@ def _input_benchmarks(configs: dict[str, ml_collections.ConfigDict],
   return input_rates
 
 
+# ---------------------------------------------------------------------------
+# The PyTorch peer (benchmarks/torch_peer.py, loaded by path: the package
+# never imports torch).
+
+PEERS = ('torch',)
+_PEER_FILE = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'benchmarks', 'torch_peer.py')
+
+
+def load_torch_peer(path: str = _PEER_FILE) -> Any:
+  """benchmarks/torch_peer.py as a module; a UserError where it cannot run."""
+  if not os.path.exists(path):
+    raise errors.UserError(f'--peer=torch needs {path}, which a clone of the '
+                           'repository has (it is not part of the package)')
+  if importlib.util.find_spec('torch') is None:
+    raise errors.UserError("--peer=torch needs PyTorch: pip install -e "
+                           "'.[peer]' (see README, 'Speed against PyTorch')")
+  spec = importlib.util.spec_from_file_location('torch_peer', path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # Its dataclasses look themselves up.
+  spec.loader.exec_module(module)
+  return module
+
+
+def peer_spec_fields(config: ml_collections.ConfigDict,
+                     threads: int) -> dict[str, Any]:
+  """The PeerSpec of `config`'s step: same model, loss, optimizer, batch."""
+  schema = get_schema(config.schema)
+  m, loss, opt = config.model, config.loss, config.optimizer
+  if m.dtype != 'float32':
+    raise errors.UserError(f'--peer=torch compares float32 steps; the config '
+                           f'has model.dtype={m.dtype!r}')
+  return dict(
+      objective=config.objective, batch_size=config.global_batch_size,
+      image_size=config.data.image_size, channels=config.data.channels,
+      answer_question_index=[int(i) for i in schema.answer_question_index],
+      encoder=m.encoder, width_multiplier=m.width_multiplier,
+      small_image_stem=m.small_image_stem,
+      projector_hidden_dim=m.projector_hidden_dim,
+      projection_dim=m.projection_dim,
+      predictor_hidden_dim=m.predictor_hidden_dim, head_dropout=m.head_dropout,
+      byol_form=loss.byol_form, supervised_views=loss.supervised_views,
+      supervised_weight=loss.supervised_weight,
+      rescale_supervised=loss.rescale_supervised, optimizer=opt.name,
+      learning_rate=optim.peak_learning_rate(opt, config.global_batch_size),
+      momentum=opt.momentum, weight_decay=opt.weight_decay,
+      trust_coefficient=opt.trust_coefficient,
+      decay_norm_and_bias=opt.decay_norm_and_bias, b1=opt.b1, b2=opt.b2,
+      eps=opt.eps, tau=config.ema.tau_base, threads=threads, seed=config.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerComparison:
+  """One objective's JAX step beside the peer's, timed taking turns."""
+  jax: StepBenchmark
+  peer: str
+  peer_version: str
+  peer_threads: int
+  peer_step_times_s: tuple[float, ...]
+
+  @property
+  def peer_step_s(self) -> float:
+    return float(np.median(self.peer_step_times_s))
+
+  @property
+  def speed_ratio(self) -> float:
+    """JAX's speed as a multiple of the peer's (>= 1: JAX is as fast)."""
+    return self.peer_step_s / self.jax.step_s
+
+
+def compare_with_peer(config: ml_collections.ConfigDict, peer: Any,
+                      steps: int, warmup: int, mesh: jax.sharding.Mesh,
+                      peak: Optional[float]) -> PeerComparison:
+  """Times the JAX step and the peer's, alternating step by step."""
+  threads = len(os.sched_getaffinity(0))  # What XLA's CPU thread pool uses.
+  step = compile_step(config, mesh)
+  peer_step = peer.make_step(peer.PeerSpec(**peer_spec_fields(config,
+                                                              threads)))
+  times = time_alternating({'jax': step.run, 'peer': peer_step}, steps,
+                           warmup)
+  return PeerComparison(_step_result(config, step, times['jax'], mesh, peak),
+                        'torch', peer.torch.__version__,
+                        peer.torch.get_num_threads(), times['peer'])
+
+
+def format_comparison(result: PeerComparison) -> str:
+  ms = lambda t: f'{np.median(t) * 1e3:.1f} ms (min {min(t) * 1e3:.1f})'  # noqa: E731
+  return '\n'.join([
+      f'== {result.jax.objective}: JAX beside {result.peer} ==',
+      f'  jax {jax.__version__}:  {ms(result.jax.step_times_s)}',
+      f'  {result.peer} {result.peer_version} ({result.peer_threads} threads):'
+      f'  {ms(result.peer_step_times_s)}',
+      f'  JAX speed / {result.peer} speed: {result.speed_ratio:.2f}x '
+      f'(median step times, {len(result.peer_step_times_s)} steps each, '
+      'taking turns)'])
+
+
 def main(argv: Sequence[str]) -> None:
   del argv  # cli.run says what to do with stray arguments.
   f = flags.FLAGS
@@ -462,8 +624,9 @@ def main(argv: Sequence[str]) -> None:
       f'{steps} timed steps after {warmup} warm-up steps, on '
       'synthetic batches already on the devices\n',
       flush=True)
-  configs, results = _step_benchmarks(f.config, objectives, steps, warmup,
-                                      mesh, f.peak_tflops, say)
+  peer = load_torch_peer() if f.peer == 'torch' else None
+  configs, results, comparisons = _step_benchmarks(
+      f.config, objectives, steps, warmup, mesh, f.peak_tflops, peer, say)
   input_rates = {}
   if f.input:
     input_rates = _input_benchmarks(configs, results, f.input_batches, say)
@@ -471,9 +634,10 @@ def main(argv: Sequence[str]) -> None:
     say('\ninput pipeline: not timed (--input=false)')
 
   lines = [
-      json.dumps(
-          result_json(results[o], configs[o], warmup,
-                      input_rates.get(models.uses_byol(o)))) for o in objectives
+      json.dumps({
+          **result_json(results[o], configs[o], warmup,
+                        input_rates.get(models.uses_byol(o))),
+          **_peer_json(comparisons.get(o))}) for o in objectives
   ]
   say('\n' + '\n'.join(lines))
   if f.json_out and chief:
@@ -502,6 +666,9 @@ def define_flags() -> None:
                        40,
                        'Input batches to time.',
                        lower_bound=1)
+  flags.DEFINE_enum('peer', None, PEERS, 'Also time the same step in this '
+                    'framework (benchmarks/torch_peer.py), taking turns step '
+                    'by step, and print the speed ratio.')
   flags.DEFINE_string('json_out', None, 'Also write the JSON lines to this '
                       'file.')
 
