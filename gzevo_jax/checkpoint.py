@@ -166,9 +166,12 @@ def make_manager(workdir: str, max_to_keep: Optional[int] = None,
 
 
 def checkpointable(data_iterator: Any) -> bool:
-  """Whether the input iterator has a state to save (Grain's iterators)."""
-  return (hasattr(data_iterator, 'get_state') and
-          hasattr(data_iterator, 'set_state'))
+  """Whether the input iterator is Grain's, with a state Grain's handler saves."""
+  if not hasattr(data_iterator, 'get_state'):
+    return False  # Generators (tf.data, in-memory): Grain is not imported.
+  import grain
+  return isinstance(data_iterator,
+                    (grain.DatasetIterator, grain.DataLoaderIterator))
 
 
 def save(manager: ocp.CheckpointManager, step: int,

@@ -45,6 +45,16 @@ def _draws(seed: Sequence[int]) -> np.ndarray:
   return rng.random((augment.SALT_ROWS, 4), dtype=np.float32)
 
 
+def sample_crop_box(seed: Sequence[int], height: int, width: int,
+                    scale_range: tuple[float, float],
+                    aspect_ratio_range: tuple[float, float]
+                    ) -> tuple[int, int, int, int]:
+  """The crop box a view with `seed` cuts (`augment.crop_box`'s rule)."""
+  box = augment.crop_box(_draws(seed)[augment.SALT_CROP], height, width,
+                         scale_range, aspect_ratio_range, NUMPY_OPS)
+  return tuple(int(v) for v in box)
+
+
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
   """image as float32 [H, W, C]; TypeError / ValueError otherwise."""
   image = np.asarray(image)
@@ -166,8 +176,8 @@ def _geometry(image: np.ndarray, u: np.ndarray, c: ml_collections.ConfigDict,
     image = rotate(image, float(degrees) * math.pi / 180.0)
   h, w = image.shape[:2]
   oy, ox, ch, cw = (int(v) for v in augment.crop_box(
-      u[augment.SALT_CROP], h, w, c.crop_scale_range, c.crop_aspect_ratio_range,
-      NUMPY_OPS))
+      u[augment.SALT_CROP], h, w, c.crop_scale_range,
+      c.crop_aspect_ratio_range, NUMPY_OPS))
   image = resize_square(image[oy:oy + ch, ox:ox + cw], output_size)
   if u[augment.SALT_HORIZONTAL_FLIP, 0] < c.horizontal_flip_probability:
     image = image[:, ::-1]

@@ -82,6 +82,16 @@ def _check_file_formats(file_formats: Sequence[str]) -> tuple[str, ...]:
   return formats
 
 
+def available_file_formats(builder) -> set[str]:
+  """The record formats a built dataset has, from its dataset_info.json.
+
+  Read from the info proto: `info.available_file_formats()` of a builder
+  made from code misses the alternative formats listed in the file.
+  """
+  proto = builder.info.as_proto
+  return {proto.file_format or 'tfrecord', *proto.alternative_file_formats}
+
+
 def add_file_formats(builder, file_formats: Sequence[str]):
   """Adds the missing `file_formats` to a built dataset; returns its builder.
 
@@ -91,7 +101,7 @@ def add_file_formats(builder, file_formats: Sequence[str]):
   """
   from tensorflow_datasets.scripts.cli import convert_format_utils
   from gzevo_jax.data import builders
-  available = {f.value for f in builder.info.available_file_formats()}
+  available = available_file_formats(builder)
   missing = [f for f in file_formats if f not in available]
   for file_format in missing:
     logging.info('adding %s files to %s', file_format, builder.data_dir)

@@ -56,12 +56,31 @@ def examples_per_process(dataset: array_records.Dataset, split: str,
   return dataset.num_examples(split) // process_count
 
 
+@dataclasses.dataclass(frozen=True)
+class _ShardRecords:
+  """Records [start, stop) of a split, as a random-access source.
+
+  Grain's source wraps indices of later epochs around its length, so every
+  transformation above sees this process's records only.
+  """
+  records: Any
+  start: int
+  stop: int
+
+  def __len__(self) -> int:
+    return self.stop - self.start
+
+  def __getitem__(self, index: int) -> bytes:
+    return self.records[self.start + index]
+
+
 def _records(dataset: array_records.Dataset, shard: common.Shard,
              drop_remainder: bool) -> grain.MapDataset:
   """This process's serialized records of the split, in stored order."""
   start, stop = common.shard_range(dataset.num_examples(shard.split), shard,
                                    drop_remainder)
-  return grain.MapDataset.source(dataset.source(shard.split))[start:stop]
+  return grain.MapDataset.source(
+      _ShardRecords(dataset.source(shard.split), start, stop))
 
 
 def _read_options(threads: int, prefetch_batches: int) -> grain.ReadOptions:

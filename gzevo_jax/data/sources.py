@@ -143,7 +143,8 @@ def _log_training_set(name: str, per_process: int, process_count: int) -> None:
 
 def check_tfrecord(builder) -> None:
   """tf.data reads tfrecord files only: a DataError naming the fix."""
-  formats = {f.value for f in builder.info.available_file_formats()}
+  from gzevo_jax.data import build  # TFDS, lazily.
+  formats = build.available_file_formats(builder)
   if 'tfrecord' not in formats:
     name = builder.info.full_name.rpartition('/')[0]
     raise common.DataError(
