@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import time
 from typing import Any, Iterator, Mapping, Optional
 
@@ -189,6 +190,14 @@ def _make_knn_monitor(setup: train_state.Setup):
   config = setup.config
   if config.knn_monitor.every_steps <= 0:
     return None
+  try:
+    importlib.import_module('tensorflow')
+  except ImportError:
+    raise errors.UserError(
+        f'config.knn_monitor.every_steps={config.knn_monitor.every_steps} '
+        'needs TensorFlow and TFDS (the monitor reads its labelled sample '
+        'with tf.data); install them or set --config.knn_monitor.'
+        'every_steps=0') from None
   from gzevo_jax.evaluation import monitor  # TensorFlow, lazily.
   return monitor.KnnMonitor(config.knn_monitor,
                             models.build_encoder_from_config(config.model),

@@ -8,8 +8,9 @@ gz_evo/synthetic_tiny (array_record files built beforehand) three times:
 straight through 6 steps; stopped after 4 batches (its checkpoint at step 3
 holds the input state); resumed from that checkpoint to step 6. Prints one
 JSON line: the largest parameter difference between the straight and the
-resumed run, the input state saved with each checkpoint, and the TensorFlow
-modules that were loaded (none).
+resumed run, the input state saved with each checkpoint, the error a kNN
+monitor (which needs TensorFlow) gives, and the TensorFlow modules that were
+loaded (none).
 """
 
 import argparse
@@ -29,6 +30,7 @@ import grain  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gzevo_jax import errors  # noqa: E402
 from gzevo_jax import models  # noqa: E402
 from gzevo_jax import train  # noqa: E402
 from gzevo_jax.data import sources  # noqa: E402
@@ -96,7 +98,14 @@ def main():
   diff = max(float(np.abs(a - b).max()) for a, b in zip(
       jax.tree.leaves(jax.device_get(straight.params)),
       jax.tree.leaves(jax.device_get(resumed.params))))
+  try:
+    config.knn_monitor.every_steps = 2
+    train.train_and_evaluate(config, os.path.join(args.workdir, 'c'))
+    knn_error = None
+  except errors.UserError as e:
+    knn_error = str(e)
   print(json.dumps({
+      'knn_error': knn_error,
       'max_param_diff': diff,
       'stopped_states': stopped_states,
       'resumed_states': _saved_input_states(workdir),

@@ -178,3 +178,4 @@ def test_the_train_loop_trains_and_resumes_without_tensorflow(tmp_path,
                                       '6': {'next_index': 6}}
   # Resumed from step 3, it saw the batches the straight run saw.
   assert report['max_param_diff'] < 1e-5
+  assert 'knn_monitor.every_steps=0' in report['knn_error']

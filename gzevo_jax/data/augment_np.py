@@ -10,11 +10,13 @@ view than TensorFlow's, from the same distribution.
 Shared with `augment.py`, not rewritten: the config and its validation, the
 crop box rule (`augment.crop_box`), the brightness formula, the blur reach,
 the hue band check and the salts that give every augmentation its own
-draws. The image operations are numpy's and scipy's: bilinear rotation with
-reflected corners (scipy.ndimage, mode 'reflect' is TensorFlow's REFLECT),
-antialiased bilinear resize (the weights of jax.image.resize / tf.image.resize
-with antialias), Gaussian blur (scipy.ndimage, mirrored borders as
-TensorFlow's SYMMETRIC padding), hue rotation in HSV (matplotlib.colors).
+draws. The image operations are written again in numpy, because TensorFlow's
+run as graph ops on tensors: bilinear rotation with reflected corners
+(TensorFlow's REFLECT fill), antialiased bilinear resize (the weights of
+jax.image.resize / tf.image.resize with antialias), Gaussian blur
+(scipy.ndimage, mirrored borders as TensorFlow's SYMMETRIC padding), hue
+rotation in HSV (matplotlib.colors); test_augment.py checks each against
+TensorFlow's.
 
 A view is a pure function of (image, seed, config, output size): `seed` is a
 sequence of non-negative integers, and each augmentation reads its own row
@@ -109,17 +111,34 @@ def evaluation_view(image: np.ndarray, output_size: int) -> np.ndarray:
   return resize_square(_check_image(image, 'evaluation_view'), output_size)
 
 
+def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+  """Indices outside [0, size) mirrored about the edges (d c b a | a b c d)."""
+  period = np.mod(index, 2 * size)
+  return np.where(period < size, period, 2 * size - 1 - period)
+
+
 def rotate(image: np.ndarray, angle_radians: float) -> np.ndarray:
-  """Counter-clockwise as displayed about the centre; bilinear, reflected."""
+  """Counter-clockwise as displayed about the centre; bilinear, reflected.
+
+  Output (y, x) samples the input at centre + R(angle) ((y, x) - centre), as
+  augment.rotate; the four neighbours of a sample outside the image are
+  mirrored in (TensorFlow's REFLECT fill, scipy.ndimage's 'reflect').
+  """
   h, w = image.shape[:2]
   cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
   cos, sin = math.cos(angle_radians), math.sin(angle_radians)
-  # Output (y, x) samples the input at centre + R(angle) ((y, x) - centre),
-  # as augment.rotate; the channel axis maps to itself.
-  matrix = np.array([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])
-  offset = np.array([cy - sin * cx - cos * cy, cx + sin * cy - cos * cx, 0.0])
-  return scipy.ndimage.affine_transform(image, matrix, offset, order=1,
-                                        mode='reflect')
+  dy, dx = np.ogrid[:h, :w]
+  dy, dx = dy - cy, dx - cx
+  sy, sx = cy + cos * dy + sin * dx, cx + cos * dx - sin * dy
+  y0, x0 = np.floor(sy), np.floor(sx)
+  wy = (sy - y0)[..., None].astype(np.float32)
+  wx = (sx - x0)[..., None].astype(np.float32)
+  y0, x0 = y0.astype(np.intp), x0.astype(np.intp)
+  ya, yb = _reflect(y0, h), _reflect(y0 + 1, h)
+  xa, xb = _reflect(x0, w), _reflect(x0 + 1, w)
+  top = image[ya, xa] * (1 - wx) + image[ya, xb] * wx
+  bottom = image[yb, xa] * (1 - wx) + image[yb, xb] * wx
+  return top * (1 - wy) + bottom * wy
 
 
 def blur(image: np.ndarray, sigma: float, radius: int) -> np.ndarray:

@@ -172,10 +172,10 @@ def eval_batches(dataset: array_records.Dataset, split: str, *,
                  keys: Sequence[str] = ('id_str',), threads: int = 0,
                  process_index: int = 0, process_count: int = 1
                  ) -> Iterator[Batch]:
-  """One pass over this process's part of `split`, no augmentation.
+  """`pipeline.eval_batches` from array_record files: the same batches.
 
-  Batches hold 'image' float32 [batch_size, S, S, C], the `keys`, and 'mask'
-  (bool: False on the padding that fills the last batch).
+  One pass in stored order without augmentation, padded to `batch_size`
+  ('mask' False on the padding).
   """
   dataset.check_keys(('image', *keys))
   shard = common.Shard(split, process_index, process_count)

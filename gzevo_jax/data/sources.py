@@ -136,11 +136,6 @@ def _in_memory_data(config: ml_collections.ConfigDict, schema: Schema,
   return TrainData(data.num_train_examples, in_memory_batches)
 
 
-def _log_training_set(name: str, per_process: int, process_count: int) -> None:
-  logging.info('training on %s: %d examples per epoch (%d per process)',
-               name, per_process * process_count, per_process)
-
-
 def check_tfrecord(builder) -> None:
   """tf.data reads tfrecord files only: a DataError naming the fix."""
   from gzevo_jax.data import build  # TFDS, lazily.
@@ -155,48 +150,48 @@ def check_tfrecord(builder) -> None:
         '--file_formats=tfrecord,array_record`')
 
 
+def _read(config: ml_collections.ConfigDict, two_views: bool,
+          shard: common.Shard, reader: Any, dataset: Any) -> TrainData:
+  """This process's batches of a TFDS dataset.
+
+  `reader` is the pipeline module (`pipeline` for tf.data, `grain_pipeline`
+  for Grain) and `dataset` what it reads (a TFDS builder, array_record files).
+  """
+  per_process = reader.examples_per_process(dataset, 'train',
+                                            shard.process_count)
+  logging.info('training on %s: %d examples per epoch (%d per process)',
+               config.data.dataset, per_process * shard.process_count,
+               per_process)
+
+  def batches(start_step: int) -> Iterator[Batch]:
+    return reader.train_batches(
+        dataset, config.data, local_batch_size=shard_batch(config, shard),
+        two_views=two_views, seed=config.seed, start_step=start_step,
+        shard=shard)
+
+  return TrainData(per_process * shard.process_count, batches)
+
+
 def _tfds_data(config: ml_collections.ConfigDict, schema: Schema,
                two_views: bool, shard: common.Shard) -> TrainData:
   """The TFDS dataset through tf.data (built here first when it can be)."""
   from gzevo_jax.data import pipeline  # TensorFlow, lazily.
-  data = config.data
-  builder = prepare_dataset(data)
+  builder = prepare_dataset(config.data)
   check_tfrecord(builder)
   features = builder.info.features
   _check_compatible({k: features[k].shape for k in ('votes', 'image')
                      if k in features}, config, schema)
-  per_process = pipeline.examples_per_process(builder, 'train',
-                                              shard.process_count)
-  _log_training_set(data.dataset, per_process, shard.process_count)
-
-  def tfds_batches(start_step: int) -> Iterator[Batch]:
-    return pipeline.train_batches(
-        builder, data, local_batch_size=shard_batch(config, shard),
-        two_views=two_views, seed=config.seed, start_step=start_step,
-        shard=shard)
-
-  return TrainData(per_process * shard.process_count, tfds_batches)
+  return _read(config, two_views, shard, pipeline, builder)
 
 
 def _grain_data(config: ml_collections.ConfigDict, schema: Schema,
                 two_views: bool, shard: common.Shard) -> TrainData:
   """The TFDS dataset's array_record files through Grain: no TensorFlow."""
   from gzevo_jax.data import grain_pipeline  # Grain and numpy only.
-  data = config.data
-  dataset = grain_pipeline.open_dataset(data)
+  dataset = grain_pipeline.open_dataset(config.data)
   _check_compatible({k: f.shape for k, f in dataset.features.items()},
                     config, schema)
-  per_process = grain_pipeline.examples_per_process(dataset, 'train',
-                                                    shard.process_count)
-  _log_training_set(data.dataset, per_process, shard.process_count)
-
-  def grain_batches(start_step: int) -> Iterator[Batch]:
-    return grain_pipeline.train_batches(
-        dataset, data, local_batch_size=shard_batch(config, shard),
-        two_views=two_views, seed=config.seed, start_step=start_step,
-        shard=shard)
-
-  return TrainData(per_process * shard.process_count, grain_batches)
+  return _read(config, two_views, shard, grain_pipeline, dataset)
 
 
 def shard_batch(config: ml_collections.ConfigDict,
