@@ -104,6 +104,13 @@ def test_the_orbax_checkpoint_saves_and_restores_the_iterator(
     assert not checkpoint.restore_data_iterator(manager, 4, iter([{}]))
 
 
+def test_the_input_benchmark_times_grain(data_dir):
+  from gzevo_jax.data import benchmark
+  config = tiny_config('hybrid', **{'data.source': 'grain',
+                                    'data.data_dir': data_dir})
+  assert benchmark.pipeline_images_per_second(config, 2, warmup=1) > 0
+
+
 def test_grain_is_a_valid_data_source():
   config = tiny_config('hybrid', **{'data.source': 'grain'})
   config_lib.validate(config)

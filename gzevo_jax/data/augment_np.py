@@ -166,23 +166,25 @@ def _color_jitter(image: np.ndarray, u: np.ndarray,
   """Brightness, contrast, saturation and hue, each with its probability."""
   b = u[augment.SALT_BRIGHTNESS]
   if b[0] < c.brightness_probability:
-    delta = augment.lerp(b[1], (-c.brightness_max_delta,
-                                 c.brightness_max_delta))
+    max_delta = c.brightness_max_delta
+    delta = augment.lerp(b[1], (-max_delta, max_delta))
     factor = augment.lerp(b[2], c.brightness_factor_range)
     image = augment.brightness(image, delta, factor,
                                augment.multiplies_brightness(c))
   k = u[augment.SALT_CONTRAST]
   if k[0] < c.contrast_probability:
     mean = image.mean(axis=(0, 1), keepdims=True)
-    image = mean + augment.lerp(k[1], c.contrast_factor_range) * (image - mean)
+    factor = augment.lerp(k[1], c.contrast_factor_range)
+    image = mean + factor * (image - mean)
   s = u[augment.SALT_SATURATION]
   if s[0] < c.saturation_probability:
     gray = grayscale(image)
-    image = gray + augment.lerp(s[1], c.saturation_factor_range) * (image - gray)
+    factor = augment.lerp(s[1], c.saturation_factor_range)
+    image = gray + factor * (image - gray)
   h = u[augment.SALT_HUE]
   if h[0] < c.hue_probability:
-    image = adjust_hue(image, augment.lerp(h[1], (-c.hue_max_delta,
-                                                   c.hue_max_delta)))
+    image = adjust_hue(image,
+                       augment.lerp(h[1], (-c.hue_max_delta, c.hue_max_delta)))
   return image
 
 

@@ -75,8 +75,9 @@ def main(argv: Sequence[str]) -> None:
   names = flags.FLAGS.sources
   if 'grain' in names:  # Its array_record files, made once with TensorFlow.
     from gzevo_jax.data import build
+    formats = ['array_record'] + (['tfrecord'] if 'tfds' in names else [])
     build.prepare(config.data.dataset, config.data.data_dir,
-                  config.data.manual_dir, file_formats=build.FILE_FORMATS)
+                  config.data.manual_dir, file_formats=formats)
   for source in names:
     rate = pipeline_images_per_second(source_config(config, source),
                                       flags.FLAGS.batches)

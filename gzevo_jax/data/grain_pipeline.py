@@ -44,7 +44,8 @@ Batch = dict[str, np.ndarray]
 _MAX_THREADS = 16
 
 
-def open_dataset(data_config: ml_collections.ConfigDict) -> array_records.Dataset:
+def open_dataset(
+    data_config: ml_collections.ConfigDict) -> array_records.Dataset:
   """The configured dataset's array_record files (DatasetNotBuiltError)."""
   return array_records.open_dataset(data_config.dataset,
                                     data_config.data_dir)
