@@ -27,6 +27,9 @@ setuptools.setup(
         # Data input only; imported lazily by gzevo_jax.data.
         'tensorflow>=2.16',
         'tensorflow-datasets>=4.9',
+        # TF-free input for accelerator hosts: config.data.source='grain'
+        # reads the datasets' array_record files (array_record comes with it).
+        'grain>=0.2.12',
         # TFDS's etils.epath needs it to build datasets but does not require it.
         'importlib_resources',
         # Real catalogues: parquet/CSV tables and JPG/PNG images.

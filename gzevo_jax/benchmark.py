@@ -308,40 +308,24 @@ def benchmark_step(config: ml_collections.ConfigDict,
   return _step_result(config, step, times, mesh, peak)
 
 
-def _iterator_images_per_second(batches,
-                                batch_size: int,
-                                count: int,
-                                warmup: int = 2) -> float:
-  for _ in range(warmup):
-    next(batches)
-  start = time.perf_counter()
-  for _ in range(count):
-    next(batches)
-  return count * batch_size / (time.perf_counter() - start)
-
-
 def input_images_per_second(config: ml_collections.ConfigDict,
                             batches: int) -> tuple[Optional[float], str]:
   """(images/s of the config's input, '') or (None, why it was skipped).
 
-  A 'tfds' source is timed with `gzevo_jax.data.benchmark` (TensorFlow; the
-  dataset is built on first use); 'in_memory_synthetic' needs numpy only.
+  Timed with `gzevo_jax.data.benchmark`: a 'tfds' source needs TensorFlow
+  (the dataset is built on first use); 'grain' needs the dataset's
+  array_record files; 'in_memory_synthetic' needs numpy only.
   """
-  from gzevo_jax.data import common, sources  # No TensorFlow at import.
-  if config.data.source == 'in_memory_synthetic':
-    data = sources.train_data(config, get_schema(config.schema),
-                              models.uses_byol(config.objective))
-    rate = _iterator_images_per_second(
-        data.batches(0), config.global_batch_size // jax.process_count(),
-        batches)
-    return rate, ''
-  try:
-    importlib.import_module('tensorflow')
-  except ImportError:
-    return None, 'skipped: TensorFlow is not installed'
+  from gzevo_jax.data import common  # No TensorFlow at import.
   from gzevo_jax.data import benchmark as data_benchmark
+  if config.data.source == 'tfds':
+    try:
+      importlib.import_module('tensorflow')
+    except ImportError:
+      return None, 'skipped: TensorFlow is not installed'
   try:
-    return data_benchmark.pipeline_images_per_second(config, batches), ''
+    return data_benchmark.pipeline_images_per_second(config, batches,
+                                                     warmup=2), ''
   except (ImportError, common.DataError) as e:
     return None, f'skipped: {e}'
 
@@ -356,8 +340,9 @@ def bottleneck(step_images_per_s: float,
 
 
 def _input_name(data_config: ml_collections.ConfigDict) -> str:
-  if data_config.source == 'tfds':
-    return f'tf.data: {data_config.dataset}'
+  if data_config.source in ('tfds', 'grain'):
+    reader = 'tf.data' if data_config.source == 'tfds' else 'grain'
+    return f'{reader}: {data_config.dataset}'
   return data_config.source
 
 

@@ -2,7 +2,10 @@
 
 Each checkpoint step holds three items: `state` (the TrainState pytree),
 `config` (the run's config as JSON) and `schema` (the decision tree as JSON),
-so a checkpoint alone is enough to rebuild the model that wrote it.
+so a checkpoint alone is enough to rebuild the model that wrote it. With the
+Grain input (`config.data.source='grain'`) a fourth, `data`, holds each
+process's input iterator state, written and read by Grain's own Orbax
+handler (`grain.checkpoint`).
 
 Damaged checkpoints: resuming pretraining sets an unreadable step aside (in
 `workdir/checkpoints_unreadable/`) and resumes from the step before it, or
@@ -35,6 +38,7 @@ from gzevo_jax.config_lib import get_dotted
 from gzevo_jax.schema import Schema
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+DATA_ITEM = 'data'  # The input iterator's state (Grain iterators only).
 UNREADABLE_SUBDIR = 'checkpoints_unreadable'
 # Config fields that change the shape of the state: a checkpoint written with
 # other values cannot be resumed or restored into this config's model.
@@ -161,14 +165,57 @@ def make_manager(workdir: str, max_to_keep: Optional[int] = None,
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
+def checkpointable(data_iterator: Any) -> bool:
+  """Whether the input iterator is Grain's, with a state Grain's handler saves."""
+  if not hasattr(data_iterator, 'get_state'):
+    return False  # Generators (tf.data, in-memory): Grain is not imported.
+  import grain
+  return isinstance(data_iterator,
+                    (grain.DatasetIterator, grain.DataLoaderIterator))
+
+
 def save(manager: ocp.CheckpointManager, step: int,
          state: train_state.TrainState,
-         config: ml_collections.ConfigDict, schema: Schema) -> None:
-  """Starts an (async) save of `state` with the config and schema."""
-  manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      config=ocp.args.JsonSave(json.loads(config.to_json())),
-      schema=ocp.args.JsonSave(schema.to_dict())), force=True)
+         config: ml_collections.ConfigDict, schema: Schema,
+         data_iterator: Any = None) -> None:
+  """Starts an (async) save of `state` with the config and schema.
+
+  A Grain `data_iterator` is saved too (its state when this is called: the
+  step of the next batch), by Grain's handler, synchronously.
+  """
+  items = dict(state=ocp.args.StandardSave(state),
+               config=ocp.args.JsonSave(json.loads(config.to_json())),
+               schema=ocp.args.JsonSave(schema.to_dict()))
+  if checkpointable(data_iterator):
+    from grain import checkpoint as grain_checkpoint  # Grain input only.
+    items[DATA_ITEM] = grain_checkpoint.CheckpointSave(data_iterator)
+  manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+
+def restore_data_iterator(manager: ocp.CheckpointManager, step: int,
+                          data_iterator: Any) -> bool:
+  """Sets a Grain iterator to the state saved with checkpoint `step`.
+
+  Returns whether it did. Checkpoints without that state (other sources,
+  older runs) and a process count other than the one that saved it leave
+  the iterator as it was made for `step`: its state is a function of the
+  step, so that is the same place.
+  """
+  if not checkpointable(data_iterator) or step not in manager.all_steps():
+    return False
+  if not (manager.directory / str(step) / DATA_ITEM).exists():
+    return False
+  from grain import checkpoint as grain_checkpoint  # Grain input only.
+  try:
+    _restore(manager, step,
+             **{DATA_ITEM: grain_checkpoint.CheckpointRestore(data_iterator)})
+  except ValueError as e:  # Grain: no file for this process (index, count).
+    logging.info('input state of step %d not restored (%s); the input '
+                 'resumes from the step', step, e)
+    return False
+  logging.info('restored the input iterator state of step %d: %s', step,
+               data_iterator.get_state())
+  return True
 
 
 def _shaping_differences(saved: dict, config: ml_collections.ConfigDict

@@ -22,7 +22,7 @@ from gzevo_jax import schema as schema_lib
 from gzevo_jax.data import augment
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
-DATA_SOURCES = ('tfds', 'in_memory_synthetic')
+DATA_SOURCES = ('tfds', 'grain', 'in_memory_synthetic')
 DTYPES = ('float32', 'bfloat16')
 SUPERVISED_VIEWS = ('both', 'first')
 
@@ -56,9 +56,11 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
 
 
 def _data_config() -> ml_collections.ConfigDict:
-  """config.data: which dataset, its images, and how tf.data reads it."""
+  """config.data: which dataset, its images, and how the input reads it."""
   d = ml_collections.ConfigDict()
-  d.source = 'tfds'          # One of DATA_SOURCES.
+  # One of DATA_SOURCES: 'tfds' (tf.data over tfrecord files), 'grain' (the
+  # same dataset's array_record files, no TensorFlow), 'in_memory_synthetic'.
+  d.source = 'tfds'
   # TFDS name/config: gz_evo/synthetic (built here on first use), gz_evo/real.
   d.dataset = 'gz_evo/synthetic'
   d.data_dir = placeholder(str)    # None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
@@ -66,9 +68,13 @@ def _data_config() -> ml_collections.ConfigDict:
   d.skip_bad_rows = False    # Real data: skip and report bad rows, don't fail.
   d.image_size = 64          # Model input; views are resized to it.
   d.channels = 3             # Must match the dataset's images.
-  d.shuffle_buffer = 4096    # Examples (still encoded) in the shuffle buffer.
+  # Examples (still encoded) in tf.data's shuffle buffer; Grain shuffles
+  # the whole split.
+  d.shuffle_buffer = 4096
   d.prefetch_batches = 2
-  d.threads = 0              # tf.data private threads; 0: TensorFlow decides.
+  # tf.data private threads (0: TensorFlow decides) or Grain threads (0: one
+  # per core).
+  d.threads = 0
   d.augment = augment.default_augment_config()
   # Source 'in_memory_synthetic' only (the TFDS dataset sets its own size):
   d.num_train_examples = 4096      # Galaxies in the in-memory catalogue.

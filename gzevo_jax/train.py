@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import time
 from typing import Any, Iterator, Mapping, Optional
 
@@ -189,6 +190,14 @@ def _make_knn_monitor(setup: train_state.Setup):
   config = setup.config
   if config.knn_monitor.every_steps <= 0:
     return None
+  try:
+    importlib.import_module('tensorflow')
+  except ImportError:
+    raise errors.UserError(
+        f'config.knn_monitor.every_steps={config.knn_monitor.every_steps} '
+        'needs TensorFlow and TFDS (the monitor reads its labelled sample '
+        'with tf.data); install them or set --config.knn_monitor.'
+        'every_steps=0') from None
   from gzevo_jax.evaluation import monitor  # TensorFlow, lazily.
   return monitor.KnnMonitor(config.knn_monitor,
                             models.build_encoder_from_config(config.model),
@@ -336,7 +345,8 @@ def _train_steps(loop: _Loop, state: train_state.TrainState,
     # Every process asks at every step, so all stop at the same one.
     stop_now = stop_requests.should_stop(step) and not is_last
     if save_now or stop_now:
-      checkpoint_lib.save(loop.manager, step, state, config, loop.setup.schema)
+      checkpoint_lib.save(loop.manager, step, state, config, loop.setup.schema,
+                          data_iterator=batches)
       last_saved = step
     if stop_now:
       return state, step
@@ -452,6 +462,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return state
   if data_iterator is None:
     data_iterator = train_data.batches(start_step)
+  checkpoint_lib.restore_data_iterator(manager, start_step, data_iterator)
   loop = _make_loop(setup, mesh, manager, workdir, n_devices)
   state, stopped_at = _run_loop(loop, state, data_iterator, start_step)
   _log_end(stopped_at, total_steps, workdir)

@@ -38,7 +38,7 @@ def test_unknown_variant_lists_choices():
     ('model.encoder', 'vit', 'convnext_nano, convnext_tiny, resnet18, resnet50'),
     ('optimizer.name', 'rmsprop', 'adamw, lars, sgd'),
     ('model.dtype', 'float16', 'float32, bfloat16'),
-    ('data.source', 'hub', 'tfds, in_memory_synthetic'),
+    ('data.source', 'hub', 'tfds, grain, in_memory_synthetic'),
 ])
 def test_bad_choices_list_the_valid_ones(field, value, listed):
   config = _load('hybrid.py')

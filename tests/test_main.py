@@ -49,6 +49,7 @@ def test_core_modules_do_not_import_tensorflow():
           'import gzevo_jax.schema, gzevo_jax.losses, gzevo_jax.models, '
           'gzevo_jax.train, gzevo_jax.checkpoint, gzevo_jax.main, '
           'gzevo_jax.data.in_memory, gzevo_jax.data.user_images, '
+          'gzevo_jax.data.grain_pipeline, gzevo_jax.data.sources, '
           'gzevo_jax.evaluation.predict\n'
           'bad = [m for m in sys.modules if m.split(".")[0] in '
           '("tensorflow", "tensorflow_datasets")]\n'

@@ -13,13 +13,22 @@ switching one off leaves the others' draws unchanged. Images are float32
 
 TensorFlow is imported inside the functions that need it, so config code can
 import `default_augment_config` and `validate_augment_config` without it.
+
+`augment_np.py` draws the same views in numpy for the Grain pipeline. The
+rules both share live here, once: the config and its validation, the
+random-resized-crop box (`crop_box`, written against `ArrayOps` so each
+backend runs it with its own operations), the brightness formula, the blur
+kernel's reach and the hue band check. The image operations themselves
+(rotation, resize, blur, contrast, saturation, hue) are written once per
+backend: here as TensorFlow graph ops on tensors, there as numpy on arrays.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
-from typing import TYPE_CHECKING, Callable, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Tuple
 
 import ml_collections
 
@@ -32,18 +41,20 @@ _ALG = 'philox'
 
 # Constants folded into the view seed, one per augmentation. Never renumber:
 # that would change every view drawn from a given seed.
-_SALT_ROTATION = 1
-_SALT_HORIZONTAL_FLIP = 2
-_SALT_VERTICAL_FLIP = 3
-_SALT_CROP = 4
-_SALT_BRIGHTNESS = 5
-_SALT_CONTRAST = 6
-_SALT_GRAYSCALE = 7
-_SALT_BLUR = 8
-_SALT_NOISE = 9
-_SALT_COLOR_JITTER = 10
-_SALT_SATURATION = 11
-_SALT_HUE = 12
+SALT_ROTATION = 1
+SALT_HORIZONTAL_FLIP = 2
+SALT_VERTICAL_FLIP = 3
+SALT_CROP = 4
+SALT_BRIGHTNESS = 5
+SALT_CONTRAST = 6
+SALT_GRAYSCALE = 7
+SALT_BLUR = 8
+SALT_NOISE = 9
+SALT_COLOR_JITTER = 10
+SALT_SATURATION = 11
+SALT_HUE = 12
+# One more than the largest salt: rows of per-salt draws (augment_np.py).
+SALT_ROWS = 13
 
 # Blur kernels reach out to this many sigmas (scipy.ndimage's default).
 _BLUR_TRUNCATE = 4.0
@@ -213,8 +224,8 @@ def _uniforms(seed: tf.Tensor, n: int) -> tf.Tensor:
   return tf.random.stateless_uniform([n], seed, alg=_ALG)
 
 
-def _lerp(u: tf.Tensor, value_range: Tuple[float, float]) -> tf.Tensor:
-  """Maps u in [0, 1) uniformly onto [min, max)."""
+def lerp(u: Any, value_range: Tuple[float, float]) -> Any:
+  """Maps u in [0, 1) uniformly onto [min, max) (a tensor or an array)."""
   lo, hi = float(value_range[0]), float(value_range[1])
   return lo + (hi - lo) * u
 
@@ -230,45 +241,98 @@ def _maybe(probability: float, u: tf.Tensor,
   return tf.cond(u < probability, lambda: fn(image), lambda: image)
 
 
+@dataclasses.dataclass(frozen=True)
+class ArrayOps:
+  """The array operations the shared sampling rules need, per backend."""
+  exp: Callable[[Any], Any]
+  sqrt: Callable[[Any], Any]
+  minimum: Callable[[Any, Any], Any]
+  round: Callable[[Any], Any]  # Half to even, as tf.round and np.round.
+  floor: Callable[[Any], Any]
+  clip: Callable[[Any, Any, Any], Any]
+  to_int: Callable[[Any], Any]  # To int32.
+  to_float: Callable[[Any], Any]  # To float32.
+
+
+def _tf_ops() -> ArrayOps:
+  import tensorflow as tf
+  return ArrayOps(exp=tf.exp, sqrt=tf.sqrt, minimum=tf.minimum,
+                  round=tf.round, floor=tf.floor, clip=tf.clip_by_value,
+                  to_int=lambda x: tf.cast(x, tf.int32),
+                  to_float=lambda x: tf.cast(x, tf.float32))
+
+
+def crop_box(u: Sequence[Any], height: Any, width: Any,
+             scale_range: Tuple[float, float],
+             aspect_ratio_range: Tuple[float, float], ops: ArrayOps
+             ) -> Tuple[Any, Any, Any, Any]:
+  """The random resized crop's box from 4 uniforms in [0, 1), any backend.
+
+  The kept area fraction is uniform in scale_range (u[0]) and the
+  width/height ratio, relative to the image's, log-uniform in
+  aspect_ratio_range (u[1]). Where that box would not fit, the ratio is
+  pulled towards 1 keeping the area, so the area fraction stays in range up
+  to rounding to whole pixels. u[2] and u[3] place it.
+
+  Returns:
+    int32 (offset_y, offset_x, crop_height, crop_width) with
+    0 <= offset_y <= height - crop_height and likewise for x.
+  """
+  scale = lerp(u[0], scale_range)
+  log_lo, log_hi = (math.log(aspect_ratio_range[0]),
+                    math.log(aspect_ratio_range[1]))
+  ratio = ops.exp(lerp(u[1], (log_lo, log_hi)))
+  h_frac = ops.minimum(1.0, ops.sqrt(scale / ratio))
+  w_frac = ops.minimum(1.0, scale / h_frac)
+  h_frac = scale / w_frac
+  height, width = ops.to_int(height), ops.to_int(width)
+  crop_h = ops.clip(ops.to_int(ops.round(h_frac * ops.to_float(height))), 1,
+                    height)
+  crop_w = ops.clip(ops.to_int(ops.round(w_frac * ops.to_float(width))), 1,
+                    width)
+
+  def offset(v, room):
+    return ops.clip(ops.to_int(ops.floor(v * ops.to_float(room + 1))), 0,
+                    room)
+
+  return (offset(u[2], height - crop_h), offset(u[3], width - crop_w), crop_h,
+          crop_w)
+
+
 def sample_crop_box(
     seed: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
     scale_range: Tuple[float, float], aspect_ratio_range: Tuple[float, float]
 ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-  """A random crop box inside a height x width image, in whole pixels.
+  """A random crop box inside a height x width image (see `crop_box`)."""
+  return crop_box(_uniforms(seed, 4), height, width, scale_range,
+                  aspect_ratio_range, _tf_ops())
 
-  The kept area fraction is uniform in scale_range and the width/height ratio,
-  relative to the image's, log-uniform in aspect_ratio_range. Where that box
-  would not fit, the ratio is pulled towards 1 keeping the area, so the area
-  fraction stays in range up to rounding to whole pixels.
 
-  Returns:
-    int32 scalars (offset_y, offset_x, crop_height, crop_width) with
-    0 <= offset_y <= height - crop_height and likewise for x.
+def brightness(image: Any, delta: Any, factor: Any, multiply: bool) -> Any:
+  """Adds `delta`, then multiplies by `factor` when the range asks for it."""
+  return (image + delta) * factor if multiply else image + delta
+
+
+def multiplies_brightness(c: ml_collections.ConfigDict) -> bool:
+  """Whether c.brightness_factor_range is more than the identity (1, 1)."""
+  return tuple(c.brightness_factor_range) != (1.0, 1.0)
+
+
+def blur_radius(sigma_range: Tuple[float, float], output_size: int) -> int:
+  """The blur kernel's half-width: enough for the largest sigma.
+
+  Capped at the output size (TensorFlow's SYMMETRIC padding cannot exceed
+  the image), so tiny outputs truncate the kernel.
   """
-  import tensorflow as tf
-  u = _uniforms(seed, 4)
-  scale = _lerp(u[0], scale_range)
-  log_lo, log_hi = (math.log(aspect_ratio_range[0]),
-                    math.log(aspect_ratio_range[1]))
-  ratio = tf.exp(_lerp(u[1], (log_lo, log_hi)))
-  h_frac = tf.minimum(1.0, tf.sqrt(scale / ratio))
-  w_frac = tf.minimum(1.0, scale / h_frac)
-  h_frac = scale / w_frac
-  height = tf.cast(height, tf.int32)
-  width = tf.cast(width, tf.int32)
-  crop_h = tf.clip_by_value(
-      tf.cast(tf.round(h_frac * tf.cast(height, tf.float32)), tf.int32), 1,
-      height)
-  crop_w = tf.clip_by_value(
-      tf.cast(tf.round(w_frac * tf.cast(width, tf.float32)), tf.int32), 1,
-      width)
+  return min(max(1, math.ceil(_BLUR_TRUNCATE * sigma_range[1])), output_size)
 
-  def offset(v, room):
-    o = tf.cast(tf.floor(v * tf.cast(room + 1, tf.float32)), tf.int32)
-    return tf.clip_by_value(o, 0, room)
 
-  return (offset(u[2], height - crop_h), offset(u[3],
-                                                width - crop_w), crop_h, crop_w)
+def check_hue_bands(c: ml_collections.ConfigDict, channels: int) -> None:
+  """Hue rotation needs RGB: a ValueError naming the field otherwise."""
+  if c.hue_probability > 0 and channels != 3:
+    raise ValueError(f'config.data.augment.hue_probability='
+                     f'{c.hue_probability} needs 3-band images, got '
+                     f'{channels} bands; set it to 0')
 
 
 # ---------------------------------------------------------------------------
@@ -391,31 +455,27 @@ def _color_jitter(image: tf.Tensor, seed: tf.Tensor,
                   c: ml_collections.ConfigDict) -> tf.Tensor:
   """Brightness, contrast, saturation and hue, each with its probability."""
   import tensorflow as tf
-  s = _sub_seed(seed, _SALT_BRIGHTNESS)
+  s = _sub_seed(seed, SALT_BRIGHTNESS)
   u = _uniforms(s, 2)
-  delta = _lerp(u[1], (-c.brightness_max_delta, c.brightness_max_delta))
-  scale = _lerp(_uniforms(_sub_seed(s, 1), 1)[0], c.brightness_factor_range)
-  multiply = tuple(c.brightness_factor_range) != (1.0, 1.0)
+  delta = lerp(u[1], (-c.brightness_max_delta, c.brightness_max_delta))
+  scale = lerp(_uniforms(_sub_seed(s, 1), 1)[0], c.brightness_factor_range)
+  multiply = multiplies_brightness(c)
   image = _maybe(c.brightness_probability, u[0],
-                 lambda x: (x + delta) * scale if multiply else x + delta,
-                 image)
+                 lambda x: brightness(x, delta, scale, multiply), image)
 
-  u = _uniforms(_sub_seed(seed, _SALT_CONTRAST), 2)
-  factor = _lerp(u[1], c.contrast_factor_range)
+  u = _uniforms(_sub_seed(seed, SALT_CONTRAST), 2)
+  factor = lerp(u[1], c.contrast_factor_range)
   image = _maybe(c.contrast_probability, u[0],
                  lambda x: _adjust_contrast(x, factor), image)
 
-  u = _uniforms(_sub_seed(seed, _SALT_SATURATION), 2)
-  factor = _lerp(u[1], c.saturation_factor_range)
+  u = _uniforms(_sub_seed(seed, SALT_SATURATION), 2)
+  factor = lerp(u[1], c.saturation_factor_range)
   image = _maybe(c.saturation_probability, u[0],
                  lambda x: _adjust_saturation(x, factor), image)
 
-  if c.hue_probability > 0 and image.shape[-1] != 3:
-    raise ValueError(f'config.data.augment.hue_probability='
-                     f'{c.hue_probability} needs 3-band images, got '
-                     f'{image.shape[-1]} bands; set it to 0')
-  u = _uniforms(_sub_seed(seed, _SALT_HUE), 2)
-  hue = _lerp(u[1], (-c.hue_max_delta, c.hue_max_delta))
+  check_hue_bands(c, image.shape[-1])
+  u = _uniforms(_sub_seed(seed, SALT_HUE), 2)
+  hue = lerp(u[1], (-c.hue_max_delta, c.hue_max_delta))
   # adjust_hue works on [0, 1] RGB; clip first so out-of-range values from
   # brightness or contrast do not wrap around the colour circle.
   return _maybe(c.hue_probability, u[0],
@@ -441,10 +501,10 @@ def augment(image: tf.Tensor, seed: tf.Tensor,
   image = _random_rotation(image, seed, c)
   image = _random_crop(image, seed, c, output_size)
   image = _random_flips(image, seed, c)
-  u = _uniforms(_sub_seed(seed, _SALT_COLOR_JITTER), 1)
+  u = _uniforms(_sub_seed(seed, SALT_COLOR_JITTER), 1)
   image = _maybe(c.color_jitter_probability, u[0],
                  lambda x: _color_jitter(x, seed, c), image)
-  u = _uniforms(_sub_seed(seed, _SALT_GRAYSCALE), 1)
+  u = _uniforms(_sub_seed(seed, SALT_GRAYSCALE), 1)
   image = _maybe(c.grayscale_probability, u[0], _grayscale, image)
   image = _random_blur(image, seed, c, output_size)
   image = _random_noise(image, seed, c)
@@ -455,8 +515,8 @@ def augment(image: tf.Tensor, seed: tf.Tensor,
 def _random_rotation(image: tf.Tensor, seed: tf.Tensor,
                      c: ml_collections.ConfigDict) -> tf.Tensor:
   """Rotation by an angle in c.rotation_degrees_range, with its probability."""
-  u = _uniforms(_sub_seed(seed, _SALT_ROTATION), 2)
-  angle = _lerp(u[1], c.rotation_degrees_range) * (math.pi / 180.0)
+  u = _uniforms(_sub_seed(seed, SALT_ROTATION), 2)
+  angle = lerp(u[1], c.rotation_degrees_range) * (math.pi / 180.0)
   return _maybe(c.rotation_probability, u[0], lambda x: rotate(x, angle),
                 image)
 
@@ -466,7 +526,7 @@ def _random_crop(image: tf.Tensor, seed: tf.Tensor,
   """A random resized crop (always applied), resized to the output size."""
   import tensorflow as tf
   shape = tf.shape(image)
-  oy, ox, ch, cw = sample_crop_box(_sub_seed(seed, _SALT_CROP), shape[0],
+  oy, ox, ch, cw = sample_crop_box(_sub_seed(seed, SALT_CROP), shape[0],
                                    shape[1], c.crop_scale_range,
                                    c.crop_aspect_ratio_range)
   image = tf.slice(image, tf.stack([oy, ox, 0]),
@@ -478,10 +538,10 @@ def _random_flips(image: tf.Tensor, seed: tf.Tensor,
                   c: ml_collections.ConfigDict) -> tf.Tensor:
   """Left-right, then top-bottom mirroring, each with its probability."""
   import tensorflow as tf
-  u = _uniforms(_sub_seed(seed, _SALT_HORIZONTAL_FLIP), 1)
+  u = _uniforms(_sub_seed(seed, SALT_HORIZONTAL_FLIP), 1)
   image = _maybe(c.horizontal_flip_probability, u[0],
                  lambda x: tf.reverse(x, axis=[1]), image)
-  u = _uniforms(_sub_seed(seed, _SALT_VERTICAL_FLIP), 1)
+  u = _uniforms(_sub_seed(seed, SALT_VERTICAL_FLIP), 1)
   return _maybe(c.vertical_flip_probability, u[0],
                 lambda x: tf.reverse(x, axis=[0]), image)
 
@@ -489,12 +549,9 @@ def _random_flips(image: tf.Tensor, seed: tf.Tensor,
 def _random_blur(image: tf.Tensor, seed: tf.Tensor,
                  c: ml_collections.ConfigDict, output_size: int) -> tf.Tensor:
   """Gaussian blur of a sigma in c.blur_sigma_range, with its probability."""
-  u = _uniforms(_sub_seed(seed, _SALT_BLUR), 2)
-  sigma = _lerp(u[1], c.blur_sigma_range)
-  # Static support wide enough for the largest sigma; SYMMETRIC padding
-  # cannot exceed the image, so tiny outputs truncate the kernel.
-  radius = min(max(1, math.ceil(_BLUR_TRUNCATE * c.blur_sigma_range[1])),
-               output_size)
+  u = _uniforms(_sub_seed(seed, SALT_BLUR), 2)
+  sigma = lerp(u[1], c.blur_sigma_range)
+  radius = blur_radius(c.blur_sigma_range, output_size)  # Static support.
   return _maybe(c.blur_probability, u[0], lambda x: blur(x, sigma, radius),
                 image)
 
@@ -503,9 +560,9 @@ def _random_noise(image: tf.Tensor, seed: tf.Tensor,
                   c: ml_collections.ConfigDict) -> tf.Tensor:
   """Gaussian noise of a std in c.noise_std_range, with its probability."""
   import tensorflow as tf
-  s = _sub_seed(seed, _SALT_NOISE)
+  s = _sub_seed(seed, SALT_NOISE)
   u = _uniforms(s, 2)
-  std = _lerp(u[1], c.noise_std_range)
+  std = lerp(u[1], c.noise_std_range)
   noise_seed = _sub_seed(s, 1)
   return _maybe(
       c.noise_probability, u[0], lambda x: x + std * tf.random.stateless_normal(

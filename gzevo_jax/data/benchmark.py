@@ -1,12 +1,14 @@
 r"""Input throughput: `python -m gzevo_jax.data.benchmark --config=...`.
 
-Prints the images/s of the training input pipeline for the config (two
+Prints the images/s of the training input pipelines for the config (two
 augmented views per galaxy when the objective needs them, decoded from the
 TFDS dataset, batched as the train loop gets them), with nothing else
-running. `python -m gzevo_jax.benchmark` prints it beside the train step's
-images/s, to show which one is the bottleneck. `--build` also times building
-the dataset from scratch into a temporary directory. The renderer alone:
-`python -m gzevo_jax.data.render --benchmark`.
+running: tf.data (`--sources=tfds`) and Grain (`--sources=grain`), both by
+default; the dataset gets its array_record files for Grain first when it
+lacks them. `python -m gzevo_jax.benchmark` prints the config's own source
+beside the train step's images/s, to show which one is the bottleneck.
+`--build` also times building the dataset from scratch into a temporary
+directory. The renderer alone: `python -m gzevo_jax.data.render --benchmark`.
 """
 
 from __future__ import annotations
@@ -33,19 +35,33 @@ def time_build(config: ml_collections.ConfigDict) -> float:
 
 def pipeline_images_per_second(config: ml_collections.ConfigDict,
                                batches: int, warmup: int = 5) -> float:
-  """Galaxies/s (each with its views) the train pipeline delivers."""
+  """Galaxies/s (each with its views) of `config.data.source`'s batches.
+
+  This process's batches (the global batch on one process), as the train
+  loop gets them; a 'tfds' dataset is built first when it can be.
+  """
+  import jax
   from gzevo_jax import models
-  from gzevo_jax.data import pipeline, sources
-  builder = sources.prepare_dataset(config.data)
-  it = pipeline.train_batches(
-      builder, config.data, local_batch_size=config.global_batch_size,
-      two_views=models.uses_byol(config.objective), seed=config.seed)
+  from gzevo_jax.data import sources
+  from gzevo_jax.schema import get_schema
+  data = sources.train_data(config, get_schema(config.schema),
+                            models.uses_byol(config.objective))
+  it = data.batches(0)
   for _ in range(warmup):
     next(it)
   start = time.perf_counter()
   for _ in range(batches):
     next(it)
-  return batches * config.global_batch_size / (time.perf_counter() - start)
+  local_batch = config.global_batch_size // jax.process_count()
+  return batches * local_batch / (time.perf_counter() - start)
+
+
+def source_config(config: ml_collections.ConfigDict,
+                  source: str) -> ml_collections.ConfigDict:
+  """`config` reading its data from `source`."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.source = source
+  return config
 
 
 def main(argv: Sequence[str]) -> None:
@@ -56,8 +72,16 @@ def main(argv: Sequence[str]) -> None:
         f'{os.cpu_count()} CPU cores')
   if flags.FLAGS.build:
     print(f'build: {time_build(config):.1f} s')
-  rate = pipeline_images_per_second(config, flags.FLAGS.batches)
-  print(f'input pipeline: {rate:.0f} images/s')
+  names = flags.FLAGS.sources
+  if 'grain' in names:  # Its array_record files, made once with TensorFlow.
+    from gzevo_jax.data import build
+    formats = ['array_record'] + (['tfrecord'] if 'tfds' in names else [])
+    build.prepare(config.data.dataset, config.data.data_dir,
+                  config.data.manual_dir, file_formats=formats)
+  for source in names:
+    rate = pipeline_images_per_second(source_config(config, source),
+                                      flags.FLAGS.batches)
+    print(f'input pipeline ({source}): {rate:.0f} images/s')
 
 
 if __name__ == '__main__':
@@ -67,4 +91,6 @@ if __name__ == '__main__':
                        'batches)')
   flags.DEFINE_bool('build', False, 'also time a fresh build of '
                     'config.data.dataset')
+  flags.DEFINE_list('sources', ['tfds', 'grain'], 'input pipelines to time: '
+                    'tfds (tf.data) and/or grain')
   cli.run(main)

@@ -199,7 +199,7 @@ class GzEvo(_GalaxyBuilder):
   morphology behind the votes.
   """
 
-  VERSION = tfds.core.Version('1.2.0')
+  VERSION = tfds.core.Version(common.VERSIONS['gz_evo'])
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '1.1.0': ('Synthetic: volunteers see a ring only as clearly as the '
@@ -279,7 +279,7 @@ class GzRings(_GalaxyBuilder):
   ring_fraction > 0.5); synthetic configs also `truth`.
   """
 
-  VERSION = tfds.core.Version('2.0.0')
+  VERSION = tfds.core.Version(common.VERSIONS['gz_rings'])
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '1.1.0': ('Synthetic: volunteers see a ring only as clearly as the '

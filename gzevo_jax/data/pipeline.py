@@ -18,8 +18,7 @@ last batch is padded to full size and `mask` marks the real examples.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import ml_collections
 import numpy as np
@@ -27,6 +26,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gzevo_jax.data import augment
+# Shared with the Grain pipeline; kept importable from here.
+from gzevo_jax.data.common import Shard, derive_seed, pad_batch  # noqa: F401
 
 # TensorFlow is for input only: keep it off the accelerators JAX uses.
 try:
@@ -37,24 +38,12 @@ except RuntimeError:  # TensorFlow was initialised earlier by someone else.
 Batch = dict[str, np.ndarray]
 
 
-def derive_seed(*parts: int) -> int:
-  """A 31-bit seed from integers (e.g. seed, epoch, process)."""
-  return int(np.random.SeedSequence([int(p) for p in parts])
-             .generate_state(1)[0] & 0x7FFFFFFF)
-
-
-@dataclasses.dataclass(frozen=True)
-class Shard:
-  """This process's part of a split."""
-  split: str
-  process_index: int = 0
-  process_count: int = 1
-
-  def tfds_split(self, drop_remainder: bool) -> str:
-    if self.process_count == 1:
-      return self.split
-    return tfds.even_splits(self.split, n=self.process_count,
-                            drop_remainder=drop_remainder)[self.process_index]
+def _tfds_split(shard: Shard, drop_remainder: bool) -> str:
+  """The TFDS split string of this process's part (`tfds.even_splits`)."""
+  if shard.process_count == 1:
+    return shard.split
+  return tfds.even_splits(shard.split, n=shard.process_count,
+                          drop_remainder=drop_remainder)[shard.process_index]
 
 
 def examples_per_process(builder: tfds.core.DatasetBuilder, split: str,
@@ -77,7 +66,7 @@ def _read(builder: tfds.core.DatasetBuilder, shard: Shard, keys: Sequence[str],
   """Records of `shard` with the image still encoded (decoded after skips)."""
   read_config = tfds.ReadConfig(options=_options(threads),
                                 shuffle_seed=shuffle_seed, try_autocache=False)
-  ds = builder.as_dataset(split=shard.tfds_split(drop_remainder),
+  ds = builder.as_dataset(split=_tfds_split(shard, drop_remainder),
                           shuffle_files=shuffle_seed is not None,
                           read_config=read_config,
                           decoders={'image': tfds.decode.SkipDecoding()})
@@ -179,15 +168,3 @@ def eval_batches(builder: tfds.core.DatasetBuilder, split: str, *,
   ds = ds.batch(batch_size).prefetch(2)
   for batch in ds.as_numpy_iterator():
     yield pad_batch(batch, batch_size)
-
-
-def pad_batch(batch: dict[str, Any], size: int) -> dict[str, Any]:
-  """Pads every array of `batch` along axis 0 to `size` (mask False there)."""
-  n = len(batch['mask'])
-  if n == size:
-    return batch
-  def pad(v: np.ndarray) -> np.ndarray:
-    fill = b'' if v.dtype == object else 0
-    return np.concatenate([v, np.full((size - n, *v.shape[1:]), fill, v.dtype)])
-
-  return {k: pad(v) for k, v in batch.items()}

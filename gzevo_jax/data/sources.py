@@ -3,6 +3,11 @@
   'tfds'                 a TFDS dataset (default gz_evo/synthetic), built on
                          first use when it needs no download, read with the
                          tf.data pipeline (`pipeline.py`)
+  'grain'                the same TFDS dataset from its array_record files,
+                         read with Grain and augmented in numpy
+                         (`grain_pipeline.py`): no TensorFlow. Never builds:
+                         build with `python -m gzevo_jax.data.build
+                         --file_formats=tfrecord,array_record` first
   'in_memory_synthetic'  numpy only, no TensorFlow: for hosts without it
 
 This module imports no TensorFlow itself; the TFDS path imports it lazily.
@@ -67,19 +72,22 @@ def prepare_dataset(data_config: ml_collections.ConfigDict):
                           data_config.skip_bad_rows)
 
 
-def _check_compatible(builder, config: ml_collections.ConfigDict,
+def _check_compatible(shapes: Mapping[str, tuple[int, ...]],
+                      config: ml_collections.ConfigDict,
                       schema: Schema) -> None:
-  """The dataset's votes and images must match the schema and the model."""
-  features = builder.info.features
+  """The dataset's votes and images must match the schema and the model.
+
+  `shapes`: the dataset's feature shapes ('votes', 'image').
+  """
   name = config.data.dataset
-  if 'votes' not in features:
+  if 'votes' not in shapes:
     raise common.DataError(f'dataset {name} has no `votes` feature; pretraining '
                      'needs a gz_evo-style dataset')
-  answers = features['votes'].shape[0]
+  answers = shapes['votes'][0]
   if answers != schema.num_answers:
     raise common.DataError(f'dataset {name} has {answers} vote columns but schema '
                      f'{config.schema!r} has {schema.num_answers} answers')
-  channels = features['image'].shape[-1]
+  channels = shapes['image'][-1]
   if channels != config.data.channels:
     raise common.DataError(f'dataset {name} has {channels}-channel images but '
                      f'config.data.channels={config.data.channels}')
@@ -109,41 +117,99 @@ def check_batch_memory(data_config: ml_collections.ConfigDict,
         'global_batch_size or data.prefetch_batches')
 
 
+def _in_memory_data(config: ml_collections.ConfigDict, schema: Schema,
+                    two_views: bool) -> TrainData:
+  """The synthetic catalogue rendered in numpy, batch by batch."""
+  from gzevo_jax.data import in_memory  # Numpy only.
+  data = config.data
+  galaxies = in_memory.make_catalogue(schema, data.num_train_examples,
+                                      data.labelled_fraction, config.seed)
+
+  def in_memory_batches(start_step: int) -> Iterator[Batch]:
+    return in_memory.batches(
+        galaxies, global_batch_size=config.global_batch_size,
+        image_size=data.image_size, channels=data.channels,
+        two_views=two_views, seed=config.seed, start_step=start_step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  return TrainData(data.num_train_examples, in_memory_batches)
+
+
+def check_tfrecord(builder) -> None:
+  """tf.data reads tfrecord files only: a DataError naming the fix."""
+  from gzevo_jax.data import build  # TFDS, lazily.
+  formats = build.available_file_formats(builder)
+  if 'tfrecord' not in formats:
+    name = builder.info.full_name.rpartition('/')[0]
+    raise common.DataError(
+        "config.data.source='tfds' reads tfrecord files, but "
+        f'{builder.data_dir} holds only {", ".join(sorted(formats))}; read it '
+        "with --config.data.source=grain, or add tfrecord files with "
+        f'`python -m gzevo_jax.data.build --dataset={name} '
+        '--file_formats=tfrecord,array_record`')
+
+
+def _read(config: ml_collections.ConfigDict, two_views: bool,
+          shard: common.Shard, reader: Any, dataset: Any) -> TrainData:
+  """This process's batches of a TFDS dataset.
+
+  `reader` is the pipeline module (`pipeline` for tf.data, `grain_pipeline`
+  for Grain) and `dataset` what it reads (a TFDS builder, array_record files).
+  """
+  per_process = reader.examples_per_process(dataset, 'train',
+                                            shard.process_count)
+  logging.info('training on %s: %d examples per epoch (%d per process)',
+               config.data.dataset, per_process * shard.process_count,
+               per_process)
+
+  def batches(start_step: int) -> Iterator[Batch]:
+    return reader.train_batches(
+        dataset, config.data, local_batch_size=shard_batch(config, shard),
+        two_views=two_views, seed=config.seed, start_step=start_step,
+        shard=shard)
+
+  return TrainData(per_process * shard.process_count, batches)
+
+
+def _tfds_data(config: ml_collections.ConfigDict, schema: Schema,
+               two_views: bool, shard: common.Shard) -> TrainData:
+  """The TFDS dataset through tf.data (built here first when it can be)."""
+  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  builder = prepare_dataset(config.data)
+  check_tfrecord(builder)
+  features = builder.info.features
+  _check_compatible({k: features[k].shape for k in ('votes', 'image')
+                     if k in features}, config, schema)
+  return _read(config, two_views, shard, pipeline, builder)
+
+
+def _grain_data(config: ml_collections.ConfigDict, schema: Schema,
+                two_views: bool, shard: common.Shard) -> TrainData:
+  """The TFDS dataset's array_record files through Grain: no TensorFlow."""
+  from gzevo_jax.data import grain_pipeline  # Grain and numpy only.
+  dataset = grain_pipeline.open_dataset(config.data)
+  _check_compatible({k: f.shape for k, f in dataset.features.items()},
+                    config, schema)
+  return _read(config, two_views, shard, grain_pipeline, dataset)
+
+
+def shard_batch(config: ml_collections.ConfigDict,
+                shard: common.Shard) -> int:
+  """This process's part of the global batch."""
+  return config.global_batch_size // shard.process_count
+
+
 def train_data(config: ml_collections.ConfigDict, schema: Schema,
                two_views: bool) -> TrainData:
   """The configured training data for this process."""
   data = config.data
-  process_index, process_count = jax.process_index(), jax.process_count()
-  local_batch_size = config.global_batch_size // process_count
-  check_batch_memory(data, local_batch_size, two_views)
+  shard = common.Shard('train', jax.process_index(), jax.process_count())
+  check_batch_memory(data, shard_batch(config, shard), two_views)
   if data.source == 'in_memory_synthetic':
-    from gzevo_jax.data import in_memory  # Numpy only.
-    galaxies = in_memory.make_catalogue(schema, data.num_train_examples,
-                                        data.labelled_fraction, config.seed)
-
-    def in_memory_batches(start_step: int) -> Iterator[Batch]:
-      return in_memory.batches(
-          galaxies, global_batch_size=config.global_batch_size,
-          image_size=data.image_size, channels=data.channels,
-          two_views=two_views, seed=config.seed, start_step=start_step,
-          process_index=process_index, process_count=process_count)
-
-    return TrainData(data.num_train_examples, in_memory_batches)
+    return _in_memory_data(config, schema, two_views)
   if data.source == 'tfds':
-    from gzevo_jax.data import pipeline  # TensorFlow, lazily.
-    builder = prepare_dataset(data)
-    _check_compatible(builder, config, schema)
-    per_process = pipeline.examples_per_process(builder, 'train',
-                                                process_count)
-    logging.info('training on %s: %d examples per epoch (%d per process)',
-                 data.dataset, per_process * process_count, per_process)
-    shard = pipeline.Shard('train', process_index, process_count)
-
-    def tfds_batches(start_step: int) -> Iterator[Batch]:
-      return pipeline.train_batches(
-          builder, data, local_batch_size=local_batch_size,
-          two_views=two_views, seed=config.seed, start_step=start_step,
-          shard=shard)
-
-    return TrainData(per_process * process_count, tfds_batches)
+    return _tfds_data(config, schema, two_views, shard)
+  if data.source == 'grain':
+    return _grain_data(config, schema, two_views, shard)
   raise ValueError(f'unknown data source {data.source!r}')

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping
 import ml_collections
 import numpy as np
 
+from gzevo_jax.data import common
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import knn as knn_lib
 from gzevo_jax.evaluation import probe as probe_lib
@@ -22,10 +23,9 @@ from gzevo_jax.evaluation import probe as probe_lib
 def _batches(split: features_lib.Images,
              batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """The cached split as evaluation batches (padded, with `mask`)."""
-  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
   for start in range(0, len(split.labels), batch_size):
     images = split.images[start:start + batch_size]
-    yield pipeline.pad_batch({
+    yield common.pad_batch({
         'image': images.astype(np.float32) / 255.0,
         'label': split.labels[start:start + batch_size],
         'id_str': np.arange(start, start + len(images)).astype(str),
