@@ -13,6 +13,7 @@ directory. The renderer alone: `python -m gzevo_jax.data.render --benchmark`.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -64,6 +65,32 @@ def source_config(config: ml_collections.ConfigDict,
   return config
 
 
+def _has_array_record(config: ml_collections.ConfigDict) -> bool:
+  from gzevo_jax.data import array_records, common  # No TensorFlow.
+  try:
+    array_records.open_dataset(config.data.dataset, config.data.data_dir)
+  except common.DatasetNotBuiltError:
+    return False
+  return True
+
+
+def ensure_formats(config: ml_collections.ConfigDict,
+                   sources: Sequence[str]) -> None:
+  """Builds or completes the dataset for the sources to time.
+
+  A dataset that already has what Grain reads is used as it is, so a host
+  without TensorFlow times Grain on a dataset built elsewhere; building
+  (or adding a format) needs TensorFlow.
+  """
+  if 'tfds' not in sources and _has_array_record(config):
+    return
+  from gzevo_jax.data import build  # TensorFlow, lazily.
+  formats = (['array_record'] if 'grain' in sources else []) + (
+      ['tfrecord'] if 'tfds' in sources else [])
+  build.prepare(config.data.dataset, config.data.data_dir,
+                config.data.manual_dir, file_formats=formats)
+
+
 def main(argv: Sequence[str]) -> None:
   del argv  # cli.run says what to do with stray arguments.
   config = flags.FLAGS.config
@@ -73,15 +100,21 @@ def main(argv: Sequence[str]) -> None:
   if flags.FLAGS.build:
     print(f'build: {time_build(config):.1f} s')
   names = flags.FLAGS.sources
-  if 'grain' in names:  # Its array_record files, made once with TensorFlow.
-    from gzevo_jax.data import build
-    formats = ['array_record'] + (['tfrecord'] if 'tfds' in names else [])
-    build.prepare(config.data.dataset, config.data.data_dir,
-                  config.data.manual_dir, file_formats=formats)
+  ensure_formats(config, names)
+  lines = []
   for source in names:
     rate = pipeline_images_per_second(source_config(config, source),
                                       flags.FLAGS.batches)
     print(f'input pipeline ({source}): {rate:.0f} images/s')
+    lines.append(json.dumps(dict(
+        part='input', source=source, images_per_s=rate,
+        dataset=config.data.dataset, image_size=config.data.image_size,
+        global_batch_size=config.global_batch_size,
+        objective=config.objective, batches=flags.FLAGS.batches,
+        cpu_count=os.cpu_count())))
+  if flags.FLAGS.json_out:
+    with open(flags.FLAGS.json_out, 'w') as f:
+      f.write('\n'.join(lines) + '\n')
 
 
 if __name__ == '__main__':
@@ -93,4 +126,6 @@ if __name__ == '__main__':
                     'config.data.dataset')
   flags.DEFINE_list('sources', ['tfds', 'grain'], 'input pipelines to time: '
                     'tfds (tf.data) and/or grain')
+  flags.DEFINE_string('json_out', None, 'also write one JSON line per source '
+                      'to this file')
   cli.run(main)
