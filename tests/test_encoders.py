@@ -444,3 +444,48 @@ def test_bfloat16_compute_float32_params_and_features(name):
   assert out.shape == (2, encoders.encoder_feature_dim(model))
   assert np.all(np.isfinite(out))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state))
+
+
+@pytest.mark.parametrize('size,kernel,strides,padding', [
+    (2, 3, 1, ((1, 1), (1, 1))),   # ResNet-18 stage 4 at 64 px.
+    (4, 3, 2, ((1, 1), (1, 1))),   # Its first, strided, convolution.
+    (4, 1, 2, 'SAME'),             # The projection shortcut.
+    (5, 3, 2, 'VALID'),
+    (16, 3, 1, ((1, 1), (1, 1))),  # Large enough for XLA's convolution.
+    (9, 7, 2, ((3, 3), (3, 3))),
+])
+@pytest.mark.parametrize('small_map_pixels', [0, 10_000])
+def test_conv_matches_flax_conv(size, kernel, strides, padding,
+                                small_map_pixels, monkeypatch):
+  """Both of Conv's paths: flax.linen.Conv's parameter, values and grads."""
+  import flax.linen as nn
+  monkeypatch.setattr(encoders, 'SMALL_MAP_PIXELS', small_map_pixels)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 5))
+  args = dict(features=6, kernel_size=(kernel, kernel),
+              strides=(strides, strides), padding=padding)
+  ours, flax_conv = encoders.Conv(**args), nn.Conv(use_bias=False, **args)
+  variables = ours.init(jax.random.PRNGKey(1), x)
+  assert (jax.tree.map(jnp.shape, variables) ==
+          jax.tree.map(jnp.shape, flax_conv.init(jax.random.PRNGKey(1), x)))
+  np.testing.assert_allclose(ours.apply(variables, x),
+                             flax_conv.apply(variables, x), rtol=1e-5,
+                             atol=1e-5)
+
+  def loss(module):
+    return lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(variables, x),
+                  jax.grad(loss(flax_conv), argnums=(0, 1))(variables, x)):
+    for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-4, atol=1e-4)
+
+
+def test_resnet_parameters_keep_flax_conv_names():
+  """Checkpoints from before the small-map convolution still restore."""
+  model = encoders.resnet18(width_multiplier=0.125)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)),
+                      train=False)['params']
+  block = params['stage4_block1']
+  assert set(block) == {'Conv_0', 'Conv_1', 'BatchNorm_0', 'BatchNorm_1',
+                        'conv_proj', 'norm_proj'}
+  assert set(block['Conv_0']) == {'kernel'}
+  assert set(params['stem_conv']) == {'kernel'}
