@@ -24,11 +24,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import time
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
+
+# The package's own width rule and timing loop (the package never imports
+# this file's torch; this file may import the package).
+from gzevo_jax.benchmark import time_alternating
+from gzevo_jax.models.encoders import scale_width
 
 _CONCENTRATION_RANGE = 100.0
 _NORMALIZE_EPS = 1e-6
@@ -68,10 +72,6 @@ class PeerSpec:
   tau: float = 0.99
   threads: Optional[int] = None       # None: leave torch's default.
   seed: int = 0
-
-
-def scale_width(channels: int, width_multiplier: float) -> int:
-  return max(1, int(round(channels * width_multiplier)))
 
 
 class BasicBlock(nn.Module):
@@ -402,18 +402,6 @@ def make_step(spec: PeerSpec) -> Callable[[], float]:
   return step
 
 
-def median_step_seconds(step: Callable[[], float], steps: int,
-                        warmup: int) -> float:
-  for _ in range(warmup):
-    step()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-  return sorted(times)[len(times) // 2]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--objective', default='hybrid',
@@ -430,7 +418,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                   image_size=args.image_size, channels=3,
                   answer_question_index=index,
                   width_multiplier=args.width_multiplier)
-  seconds = median_step_seconds(make_step(spec), args.steps, warmup=2)
+  times = time_alternating({'torch': make_step(spec)}, args.steps,
+                           warmup=2)['torch']
+  seconds = sorted(times)[len(times) // 2]
   print(f'torch {torch.__version__}, {torch.get_num_threads()} threads: '
         f'{args.objective} step {seconds * 1e3:.1f} ms (median of '
         f'{args.steps}), {math.floor(args.batch_size / seconds)} galaxies/s')
