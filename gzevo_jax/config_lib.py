@@ -23,6 +23,7 @@ from gzevo_jax.data import augment
 
 OBJECTIVES = ('contrastive', 'supervised', 'hybrid')
 DATA_SOURCES = ('tfds', 'grain', 'in_memory_synthetic')
+EVAL_DATA_SOURCES = ('tfds', 'grain')  # Evaluations read TFDS datasets.
 DTYPES = ('float32', 'bfloat16')
 SUPERVISED_VIEWS = ('both', 'first')
 
@@ -169,6 +170,9 @@ def encoder_evaluation_config(task: str) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.dataset = 'gz_rings/synthetic'    # gz_rings/real for GZ Rings.
+  # 'tfds' (tf.data; builds synthetic datasets on first use) or 'grain' (the
+  # array_record files, no TensorFlow; see config.data.source of pretraining).
+  c.data.source = 'tfds'
   c.data.data_dir = placeholder(str)
   c.data.manual_dir = placeholder(str)
   c.data.skip_bad_rows = False
@@ -300,7 +304,8 @@ COMMON_VARIANTS = {'smoke': smoke, 'gz_evo': gz_evo, 'gz_evo_v1': gz_evo_v1,
                    'paper': paper}
 
 
-def _choice(field: str, value: str, choices: Iterable[str]) -> None:
+def check_choice(field: str, value: str, choices: Iterable[str]) -> None:
+  """A ValueError naming `config.<field>` unless `value` is a choice."""
   choices = tuple(choices)
   if value not in choices:
     raise ValueError(f'config.{field}={value!r} is not valid; choose one of '
@@ -330,14 +335,14 @@ def parse_duration(text: str, steps_per_epoch: int,
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and its valid choices."""
   from gzevo_jax import losses, models, optim  # Local: keep import light.
-  _choice('objective', config.objective, OBJECTIVES)
-  _choice('data.source', config.data.source, DATA_SOURCES)
-  _choice('model.encoder', config.model.encoder, sorted(models.ENCODERS))
-  _choice('model.dtype', config.model.dtype, DTYPES)
-  _choice('optimizer.name', config.optimizer.name, optim.OPTIMIZERS)
-  _choice('ema.schedule', config.ema.schedule, optim.EMA_SCHEDULES)
-  _choice('loss.byol_form', config.loss.byol_form, losses.BYOL_FORMS)
-  _choice('loss.supervised_views', config.loss.supervised_views,
+  check_choice('objective', config.objective, OBJECTIVES)
+  check_choice('data.source', config.data.source, DATA_SOURCES)
+  check_choice('model.encoder', config.model.encoder, sorted(models.ENCODERS))
+  check_choice('model.dtype', config.model.dtype, DTYPES)
+  check_choice('optimizer.name', config.optimizer.name, optim.OPTIMIZERS)
+  check_choice('ema.schedule', config.ema.schedule, optim.EMA_SCHEDULES)
+  check_choice('loss.byol_form', config.loss.byol_form, losses.BYOL_FORMS)
+  check_choice('loss.supervised_views', config.loss.supervised_views,
           SUPERVISED_VIEWS)
   if parse_duration(config.train_duration, 1, 'train_duration') < 1:
     raise ValueError(f'config.train_duration={config.train_duration!r} '

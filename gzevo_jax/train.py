@@ -190,19 +190,22 @@ def _make_knn_monitor(setup: train_state.Setup):
   config = setup.config
   if config.knn_monitor.every_steps <= 0:
     return None
+  source = 'grain' if config.data.source == 'grain' else 'tfds'
   try:
-    importlib.import_module('tensorflow')
+    if source == 'tfds':
+      importlib.import_module('tensorflow')
   except ImportError:
     raise errors.UserError(
         f'config.knn_monitor.every_steps={config.knn_monitor.every_steps} '
-        'needs TensorFlow and TFDS (the monitor reads its labelled sample '
-        'with tf.data); install them or set --config.knn_monitor.'
+        f'with data.source={config.data.source!r} needs TensorFlow and TFDS '
+        '(the monitor reads its labelled sample with tf.data); install them, '
+        'use --config.data.source=grain, or set --config.knn_monitor.'
         'every_steps=0') from None
-  from gzevo_jax.evaluation import monitor  # TensorFlow, lazily.
+  from gzevo_jax.evaluation import monitor  # TensorFlow, lazily for tf.data.
   return monitor.KnnMonitor(config.knn_monitor,
                             models.build_encoder_from_config(config.model),
                             image_size=config.data.image_size,
-                            data_dir=config.data.data_dir)
+                            data_dir=config.data.data_dir, source=source)
 
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):

@@ -16,6 +16,7 @@ This module imports no TensorFlow itself; the TFDS path imports it lazily.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Iterator, Mapping, Optional
 
@@ -192,6 +193,54 @@ def _grain_data(config: ml_collections.ConfigDict, schema: Schema,
   _check_compatible({k: f.shape for k, f in dataset.features.items()},
                     config, schema)
   return _read(config, two_views, shard, grain_pipeline, dataset)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalDataset:
+  """A built dataset as evaluation reads it, through tf.data or Grain.
+
+  `batches(split, *, batch_size, image_size, keys, threads)` is one pass in
+  stored order without augmentation, padded to `batch_size` ('mask' False on
+  the padding): `pipeline.eval_batches` or `grain_pipeline.eval_batches`.
+  """
+  name: str
+  source: str                                    # 'tfds' or 'grain'.
+  split_sizes: Mapping[str, int]
+  feature_shapes: Mapping[str, Any]              # Name -> shape.
+  batches: Callable[..., Iterator[Batch]]
+
+  @property
+  def bands(self) -> int:
+    return self.feature_shapes['image'][-1]
+
+  def num_examples(self, split: str) -> int:
+    return self.split_sizes[split]
+
+
+def eval_dataset(data_config: ml_collections.ConfigDict) -> EvalDataset:
+  """The configured dataset for evaluation, read as `data_config.source` says.
+
+  'tfds' (the default) builds a synthetic dataset on first use and reads
+  tfrecord files with tf.data; 'grain' reads the array_record files with
+  Grain and needs no TensorFlow ('in_memory_synthetic' pretraining evaluates
+  through tf.data: the downstream datasets are TFDS datasets).
+  """
+  source = data_config.get('source', 'tfds')
+  if source == 'grain':
+    from gzevo_jax.data import grain_pipeline  # Grain and numpy only.
+    dataset = grain_pipeline.open_dataset(data_config)
+    return EvalDataset(
+        data_config.dataset, 'grain', dict(dataset.split_sizes),
+        {k: f.shape for k, f in dataset.features.items()},
+        functools.partial(grain_pipeline.eval_batches, dataset))
+  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  builder = prepare_dataset(data_config)
+  check_tfrecord(builder)
+  return EvalDataset(
+      data_config.dataset, 'tfds',
+      {name: split.num_examples for name, split in builder.info.splits.items()},
+      {name: feature.shape for name, feature in builder.info.features.items()},
+      functools.partial(pipeline.eval_batches, builder))
 
 
 def shard_batch(config: ml_collections.ConfigDict,

@@ -126,7 +126,7 @@ class Extractor:
   encoder: nn.Module
   variables: Mapping[str, Any]
   dataset: str  # Its name, e.g. 'gz_rings/synthetic'.
-  builder: Any  # tfds.core.DatasetBuilder (TensorFlow is imported lazily).
+  data: Any  # sources.EvalDataset: its splits through tf.data or Grain.
   pretrained: ml_collections.ConfigDict  # The config the checkpoint stored.
   workdir: str
   step: int
@@ -136,18 +136,16 @@ class Extractor:
   mesh: jax.sharding.Mesh
 
   def num_examples(self, split: str) -> int:
-    return self.builder.info.splits[split].num_examples
+    return self.data.num_examples(split)
 
   def batches(
       self, split: str, keys: tuple[str, ...] = ('id_str',)) -> Iterator[Batch]:
     """One pass of the evaluation pipeline: what the encoder sees."""
-    from gzevo_jax.data import pipeline  # TensorFlow, lazily.
-    return pipeline.eval_batches(self.builder,
-                                 split,
-                                 batch_size=self.batch_size,
-                                 image_size=self.image_size,
-                                 keys=keys,
-                                 threads=self.threads)
+    return self.data.batches(split,
+                             batch_size=self.batch_size,
+                             image_size=self.image_size,
+                             keys=keys,
+                             threads=self.threads)
 
   def extract(self, split: str, label_keys: tuple[str, ...] = ()) -> Features:
     """Features of every galaxy of `split`, with the `label_keys` features."""
@@ -176,6 +174,8 @@ def validate_extraction_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError('set --config.pretrained_workdir to the workdir of a '
                      'pretraining run, e.g. runs/hybrid')
   config_lib.check_positive_int(config, 'eval_batch_size')
+  config_lib.check_choice('data.source', config.data.source,
+                          config_lib.EVAL_DATA_SOURCES)
 
 
 def validate_downstream(config: ml_collections.ConfigDict,
@@ -191,10 +191,10 @@ def validate_downstream(config: ml_collections.ConfigDict,
     config_lib.check_positive_int(config, field)
 
 
-def check_bands(builder: Any, pretrained: ml_collections.ConfigDict,
+def check_bands(data: Any, pretrained: ml_collections.ConfigDict,
                 config: ml_collections.ConfigDict, step: int) -> None:
   """The downstream images must have the bands the encoder was trained on."""
-  channels = builder.info.features['image'].shape[-1]
+  channels = data.bands
   if channels != pretrained.data.channels:
     raise checkpoint.IncompatibleCheckpointError(
         f'{config.pretrained_workdir} (step {step}) holds an encoder for '
@@ -212,18 +212,18 @@ def load_extractor(config: ml_collections.ConfigDict) -> Extractor:
   FileNotFoundError without a checkpoint, IncompatibleCheckpointError when
   the dataset's bands differ from the encoder's.
   """
-  from gzevo_jax.data import sources  # TensorFlow, lazily.
+  from gzevo_jax.data import sources  # TensorFlow, lazily for tf.data.
   pretrained, _, step = checkpoint.load_config_and_schema(
       config.pretrained_workdir, config.pretrained_step)
   encoder, variables = checkpoint.restore_encoder(config.pretrained_workdir,
                                                   step)
-  builder = sources.prepare_dataset(config.data)
-  check_bands(builder, pretrained, config, step)
+  data = sources.eval_dataset(config.data)
+  check_bands(data, pretrained, config, step)
   mesh = local_mesh()
   return Extractor(encoder=encoder,
                    variables=variables,
                    dataset=config.data.dataset,
-                   builder=builder,
+                   data=data,
                    pretrained=pretrained,
                    workdir=config.pretrained_workdir,
                    step=step,
@@ -244,14 +244,13 @@ class Images:
     return Images(self.images[index], self.labels[index])
 
 
-def load_images(builder: Any, split: str, image_size: int, label_key: str,
+def load_images(data: Any, split: str, image_size: int, label_key: str,
                 max_examples: int) -> Images:
-  """Up to `max_examples` galaxies of `split`, unaugmented, as uint8."""
-  from gzevo_jax.data import pipeline  # TensorFlow, lazily.
+  """Up to `max_examples` galaxies of `split` (a sources.EvalDataset's),
+  unaugmented, as uint8."""
   images, labels, n = [], [], 0
-  for batch in pipeline.eval_batches(builder, split, batch_size=256,
-                                     image_size=image_size,
-                                     keys=(label_key,)):
+  for batch in data.batches(split, batch_size=256, image_size=image_size,
+                            keys=(label_key,)):
     keep = batch['mask']
     images.append(np.round(batch['image'][keep] * 255).astype(np.uint8))
     labels.append(batch[label_key][keep].astype(np.int32))

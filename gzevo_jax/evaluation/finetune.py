@@ -300,11 +300,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   validate(config)
   pretrained, _, step = checkpoint.load_config_and_schema(
       config.pretrained_workdir, config.pretrained_step)
-  builder = sources.prepare_dataset(config.data)
-  features_lib.check_bands(builder, pretrained, config, step)
+  data = sources.eval_dataset(config.data)
+  features_lib.check_bands(data, pretrained, config, step)
   image_size = config.data.image_size or pretrained.data.image_size
   key = config.data.label_key
-  splits = {s: features_lib.load_images(builder, s, image_size, key, config.max_examples)
+  splits = {s: features_lib.load_images(data, s, image_size, key, config.max_examples)
             for s in linear_probe.SPLITS}
   budget_list = budgets_lib.parse_budgets(config.budgets)
   for budget in budget_list:  # Fail before any training, not halfway.

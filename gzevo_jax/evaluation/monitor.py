@@ -36,18 +36,20 @@ class KnnMonitor:
   """Callable: encoder variables -> {'knn_accuracy', 'knn_balanced_accuracy'}."""
 
   def __init__(self, config: ml_collections.ConfigDict, encoder: Any,
-               image_size: int, data_dir: Any = None):
-    """`config` is a pretraining config's `knn_monitor` section."""
+               image_size: int, data_dir: Any = None, source: str = 'tfds'):
+    """`config` is a pretraining config's `knn_monitor` section; `source`
+    its data source ('grain' reads the labelled sample without TensorFlow).
+    """
     from gzevo_jax.data import sources
     data = ml_collections.ConfigDict({
         'dataset': config.dataset, 'data_dir': data_dir, 'manual_dir': None,
-        'skip_bad_rows': False})
-    builder = sources.prepare_dataset(data)
+        'skip_bad_rows': False, 'source': source})
+    dataset = sources.eval_dataset(data)
     self._config = config
     self._encoder = encoder
     self._mesh = features_lib.local_mesh()
     self._batch_size = features_lib.padded_batch_size(256, self._mesh)
-    self._splits = {s: features_lib.load_images(builder, s, image_size,
+    self._splits = {s: features_lib.load_images(dataset, s, image_size,
                                                 config.label_key,
                                                 config.max_examples)
                     for s in ('train', 'validation')}

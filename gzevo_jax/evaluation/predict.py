@@ -212,33 +212,30 @@ def _dataset_input(spec: str, config: ml_collections.ConfigDict, *, size: int,
                    channels: int, batch_size: int,
                    done: set[str]) -> tuple[Iterator[Batch], int]:
   """A built dataset's split `NAME:SPLIT`, through the evaluation pipeline."""
-  from gzevo_jax.data import pipeline, sources  # TensorFlow, lazily.
+  from gzevo_jax.data import sources  # TensorFlow, lazily for tf.data.
   name, _, split = spec.rpartition(':')
-  data = ml_collections.ConfigDict(dict(
+  data = sources.eval_dataset(ml_collections.ConfigDict(dict(
       dataset=name, data_dir=config.data.data_dir,
       manual_dir=config.data.manual_dir,
-      skip_bad_rows=config.data.skip_bad_rows))
-  builder = sources.prepare_dataset(data)
-  if split not in builder.info.splits:
+      skip_bad_rows=config.data.skip_bad_rows, source=config.data.source)))
+  if split not in data.split_sizes:
     raise user_images.InputError(
         f'{name} has no split {split!r}; choose one of '
-        f'{", ".join(builder.info.splits)}')
-  bands = builder.info.features['image'].shape[-1]
-  if bands != channels:
+        f'{", ".join(data.split_sizes)}')
+  if data.bands != channels:
     raise user_images.InputError(
-        f'{name} has {bands}-band images, but the checkpoint\'s encoder takes '
-        f'{channels}-band images')
+        f'{name} has {data.bands}-band images, but the checkpoint\'s encoder '
+        f'takes {channels}-band images')
 
   def batches():
-    for batch in pipeline.eval_batches(builder, split, batch_size=batch_size,
-                                       image_size=size,
-                                       threads=config.data.threads):
+    for batch in data.batches(split, batch_size=batch_size, image_size=size,
+                              threads=config.data.threads):
       ids = features_lib.decode_ids(batch['id_str'])
       mask = batch['mask'] & np.asarray([i not in done for i in ids], bool)
       yield {'image': batch['image'], 'id_str': ids.astype(object),
              'mask': mask}
 
-  return batches(), builder.info.splits[split].num_examples
+  return batches(), data.num_examples(split)
 
 
 def _file_input(config: ml_collections.ConfigDict,

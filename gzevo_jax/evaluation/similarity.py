@@ -158,10 +158,11 @@ def export_embeddings(features: features_lib.Features,
   return npy, parquet
 
 
-def scalar_label_keys(builder: Any) -> tuple[str, ...]:
-  """The dataset's features with one value per galaxy, besides its id."""
-  return tuple(name for name, feature in builder.info.features.items()
-               if name not in ('id_str', 'image') and feature.shape == ())
+def scalar_label_keys(data: Any) -> tuple[str, ...]:
+  """A sources.EvalDataset's features with one value per galaxy, besides
+  its id, sorted (tf.data and Grain list features in different orders)."""
+  return tuple(sorted(name for name, shape in data.feature_shapes.items()
+                      if name not in ('id_str', 'image') and shape == ()))
 
 
 def query_rows(ids: np.ndarray, query_ids: Iterable[str],
@@ -220,7 +221,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def _check_split(extractor: features_lib.Extractor, split: str, k: int) -> None:
   """DataError unless `split` exists and has more than k galaxies."""
-  splits = extractor.builder.info.splits
+  splits = extractor.data.split_sizes
   if split not in splits:
     raise common.DataError(
         f'{extractor.dataset} has no split {split!r}; choose one of '
@@ -297,7 +298,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   extractor = features_lib.load_extractor(config)
   _check_split(extractor, split, max(k, config.anomaly_k))
   searched = f'{extractor.dataset} split {split!r}'
-  features = extractor.extract(split, scalar_label_keys(extractor.builder))
+  features = extractor.extract(split, scalar_label_keys(extractor.data))
   ids = features.ids
   queries = query_rows(ids, config.query_ids, searched)
   paths = list(export_embeddings(features, workdir))

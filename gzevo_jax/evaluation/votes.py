@@ -348,17 +348,16 @@ def evaluate_votes(workdir: str,
         'which has no Dirichlet head to predict votes with; evaluate a '
         'supervised or hybrid checkpoint (or probe this one with '
         'configs/linear_probe.py)')
-  from gzevo_jax.data import pipeline, sources  # TensorFlow, lazily.
+  from gzevo_jax.data import sources  # TensorFlow, lazily for tf.data.
   model, variables, config, schema = checkpoint.restore_model(workdir, step)
-  builder = sources.prepare_dataset(config.data)
+  data = sources.eval_dataset(config.data)
   mesh = features_lib.local_mesh()
   batch_size = features_lib.padded_batch_size(batch_size, mesh)
-  batches = pipeline.eval_batches(builder,
-                                  split,
-                                  batch_size=batch_size,
-                                  image_size=config.data.image_size,
-                                  keys=('id_str', 'votes'),
-                                  threads=config.data.threads)
+  batches = data.batches(split,
+                         batch_size=batch_size,
+                         image_size=config.data.image_size,
+                         keys=('id_str', 'votes'),
+                         threads=config.data.threads)
   concentrations, votes, _ = predict_concentrations(model, variables,
                                                     _labelled_only(batches),
                                                     mesh)
