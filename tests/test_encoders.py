@@ -479,6 +479,36 @@ def test_conv_matches_flax_conv(size, kernel, strides, padding,
       np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('size,window,strides,padding', [
+    (32, 3, 2, ((1, 1), (1, 1))),  # The ResNet stem's pool.
+    (9, 3, 2, ((1, 1), (1, 1))),   # Odd size: the last window is cut.
+    (8, 2, 2, ((0, 0), (0, 0))),
+    (7, 3, 1, ((1, 1), (1, 1))),   # Overlapping windows, stride 1.
+])
+@pytest.mark.parametrize('relu', [False, True])
+def test_max_pool_matches_flax_max_pool(size, window, strides, padding, relu):
+  """Values and gradients, also with ties (ReLU zeros fill whole windows)."""
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 5))
+  x = jax.nn.relu(x) if relu else x
+  args = (window, window), (strides, strides), padding
+
+  def ours(x):
+    return encoders.max_pool(x, *args)
+
+  def flax_pool(x):
+    return nn.max_pool(x, args[0], strides=args[1], padding=args[2])
+
+  np.testing.assert_array_equal(ours(x), flax_pool(x))
+  weights = jax.random.normal(jax.random.PRNGKey(1), ours(x).shape)
+  grad_ours, grad_flax = (
+      jax.grad(lambda x, f=f: jnp.sum(weights * f(x)))(x)
+      for f in (ours, flax_pool))
+  np.testing.assert_allclose(grad_ours, grad_flax, rtol=1e-6, atol=1e-7)
+  # Each output sends its gradient to exactly one input.
+  np.testing.assert_allclose(grad_ours.sum(), weights.sum(), rtol=1e-4)
+
+
 def test_resnet_parameters_keep_flax_conv_names():
   """Checkpoints from before the small-map convolution still restore."""
   model = encoders.resnet18(width_multiplier=0.125)
