@@ -3,7 +3,7 @@ r"""Train-step speed, FLOPs and MFU per objective, beside the input pipeline.
   python -m gzevo_jax.benchmark --config=configs/hybrid.py[:VARIANT] \
       [--config.FIELD=VALUE ...] [--objectives=supervised,contrastive,hybrid] \
       [--steps=20] [--warmup=3] [--peak_tflops=X] [--input=false] \
-      [--peer=torch] [--json_out=FILE]
+      [--peer=torch] [--json_out=FILE] [--profile_dir=DIR]
 
 For each objective (the config with only `objective` replaced) this compiles
 the real data-parallel train step over all devices and times it on synthetic
@@ -26,6 +26,9 @@ being 2 FLOPs.
 thread count), taking turns with the JAX step one step at a time so both
 see the same background load, and prints JAX's speed as a multiple of
 PyTorch's (peer median step time / JAX median step time).
+
+--profile_dir=DIR also traces a few steps of each objective with
+jax.profiler and prints where the step's time goes (`step_profile.py`).
 
 The step needs no TensorFlow; the tf.data input benchmark does and is skipped
 (with a line saying so) where it is not installed.
@@ -53,6 +56,7 @@ from gzevo_jax import errors
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax import parallel
+from gzevo_jax import step_profile
 from gzevo_jax import train
 from gzevo_jax import train_state
 from gzevo_jax.schema import get_schema
@@ -456,6 +460,27 @@ def _step_benchmarks(base: ml_collections.ConfigDict,
   return configs, results, comparisons
 
 
+def profile_objective(config: ml_collections.ConfigDict,
+                      mesh: jax.sharding.Mesh, steps: int,
+                      log_dir: str) -> step_profile.StepProfile:
+  """Traces `steps` warm steps of `config` into `log_dir`; their summary."""
+  step = compile_step(config, mesh)
+  for _ in range(2):  # Warm: the first runs allocate and plan.
+    step.run()
+  return step_profile.profile_step(step.run, steps, log_dir)
+
+
+def _profiles(configs: Mapping[str, ml_collections.ConfigDict],
+              mesh: jax.sharding.Mesh, steps: int, profile_dir: str,
+              say: Callable[..., None]) -> None:
+  """Each objective's step traced into profile_dir/<objective>, summarized."""
+  for objective, config in configs.items():
+    log_dir = os.path.join(profile_dir, objective)
+    profile = profile_objective(config, mesh, steps, log_dir)
+    say(f'\n{objective}: trace in {log_dir}\n'
+        f'{step_profile.format_profile(profile)}', flush=True)
+
+
 def _peer_json(comparison: Optional[PeerComparison]) -> dict[str, Any]:
   if comparison is None:
     return {}
@@ -612,6 +637,8 @@ def main(argv: Sequence[str]) -> None:
   peer = load_torch_peer() if f.peer == 'torch' else None
   configs, results, comparisons = _step_benchmarks(
       f.config, objectives, steps, warmup, mesh, f.peak_tflops, peer, say)
+  if f.profile_dir:
+    _profiles(configs, mesh, f.profile_steps, f.profile_dir, say)
   input_rates = {}
   if f.input:
     input_rates = _input_benchmarks(configs, results, f.input_batches, say)
@@ -656,6 +683,11 @@ def define_flags() -> None:
                     'by step, and print the speed ratio.')
   flags.DEFINE_string('json_out', None, 'Also write the JSON lines to this '
                       'file.')
+  flags.DEFINE_string('profile_dir', None, 'Also trace each objective\'s '
+                      'step with jax.profiler into DIR/<objective> and print '
+                      'where its time goes (gzevo_jax/step_profile.py).')
+  flags.DEFINE_integer('profile_steps', 5, 'Steps to trace with '
+                       '--profile_dir.', lower_bound=1)
 
 
 if __name__ == '__main__':
