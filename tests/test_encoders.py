@@ -453,11 +453,16 @@ def test_bfloat16_compute_float32_params_and_features(name):
     (5, 3, 2, 'VALID'),
     (16, 3, 1, ((1, 1), (1, 1))),  # Large enough for XLA's convolution.
     (9, 7, 2, ((3, 3), (3, 3))),
+    (64, 7, 2, ((3, 3), (3, 3))),  # The stem at 64 px: space-to-depth.
+    (11, 5, 2, 'VALID'),           # Odd size: its last row is cut.
+    (12, 6, 2, ((2, 3), (2, 3))),  # Even kernel.
 ])
 @pytest.mark.parametrize('small_map_pixels', [0, 10_000])
 def test_conv_matches_flax_conv(size, kernel, strides, padding,
                                 small_map_pixels, monkeypatch):
-  """Both of Conv's paths: flax.linen.Conv's parameter, values and grads."""
+  """Every path of Conv (slices and a matmul; space-to-depth for strided
+  large kernels; XLA's convolution): flax.linen.Conv's parameter, values
+  and gradients."""
   import flax.linen as nn
   monkeypatch.setattr(encoders, 'SMALL_MAP_PIXELS', small_map_pixels)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 5))
