@@ -221,6 +221,7 @@ class CompiledStep:
   compile_s: float
   flops_per_device: Optional[float]
   devices: int
+  hlo_text: Callable[[], str]  # The compiled program, as text.
 
 
 def compile_step(config: ml_collections.ConfigDict,
@@ -258,7 +259,7 @@ def compile_step(config: ml_collections.ConfigDict,
 
   return CompiledStep(run, compile_s,
                       flops_from_cost_analysis(compiled.cost_analysis()),
-                      devices)
+                      devices, compiled.as_text)
 
 
 def time_alternating(runs: Mapping[str, Callable[[], Any]], steps: int,
@@ -467,7 +468,7 @@ def profile_objective(config: ml_collections.ConfigDict,
   step = compile_step(config, mesh)
   for _ in range(2):  # Warm: the first runs allocate and plan.
     step.run()
-  return step_profile.profile_step(step.run, steps, log_dir)
+  return step_profile.profile_step(step.run, steps, log_dir, step.hlo_text())
 
 
 def _profiles(configs: Mapping[str, ml_collections.ConfigDict],

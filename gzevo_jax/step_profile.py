@@ -9,8 +9,10 @@ op's start to the last op's end; how long no traced op ran (thunk dispatch,
 and work XLA does not trace as an op: on CPU, Eigen's convolutions), one
 op, or two or more at once; and the op time by kind, the HLO op name without
 its `.N` suffix (`ynn_fusion`: YNNPACK's convolutions, matmuls and reductions;
-`transpose_copy_fusion`: layout changes; ...). Op times add up over threads,
-so they can exceed the wall time.
+`transpose_copy_fusion`: layout changes; ...), and by part of the step
+(forward and backward of each model part, target network, losses,
+optimizer), read from the compiled program's op metadata. Op times add up
+over threads, so they can exceed the wall time.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class StepProfile:
   one_op_ms: float     # Exactly one.
   parallel_ms: float   # Two or more at once.
   op_ms: Mapping[str, float]  # Op kind -> time, summed over threads.
+  part_ms: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def trace_steps(run: Callable[[], None], steps: int, log_dir: str) -> str:
@@ -76,6 +79,42 @@ def op_kind(op: str) -> str:
   return re.sub(r'\.\d+$', '', op)
 
 
+_OP_NAME = re.compile(
+    r'^\s*(?:ROOT )?%([\w.\-]+) = .*?metadata=\{[^}]*op_name="([^"]*)"')
+
+
+def op_sources(hlo_text: str) -> dict[str, str]:
+  """HLO op -> the JAX op it came from (its metadata op_name), from the
+  compiled module's text (`compiled.as_text()`).
+
+  Ops XLA creates while lowering carry none (on CPU: layout transposes, and
+  the kernel-gradient convolutions it rewrites to run on them).
+  """
+  return {m[1]: m[2] for m in map(_OP_NAME.match, hlo_text.splitlines())
+          if m}
+
+
+def step_part(source: str | None) -> str:
+  """Which part of a train step a JAX op name belongs to.
+
+  'forward encoder', 'backward projector', 'target network', 'losses',
+  'optimizer and the rest' (updates, EMA, metrics), or 'no source' (ops
+  XLA created while lowering; see `op_sources`).
+  """
+  if not source:
+    return 'no source'
+  if 'GalaxyModel.target' in source:
+    return 'target network'
+  for prefix, direction in (('transpose(jvp(GalaxyModel))/', 'backward'),
+                            ('jvp(GalaxyModel)/', 'forward')):
+    if prefix in source:
+      module = source.split(prefix, 1)[1].split('/', 1)[0]
+      return f'{direction} {module}'
+  if 'jvp(' in source:
+    return 'losses'
+  return 'optimizer and the rest'
+
+
 def concurrency_ms(events: Iterable[OpEvent]) -> dict[int, float]:
   """Milliseconds with 0, 1 and 2+ ops running, first start to last end."""
   edges = sorted([(e.start_us, 1) for e in events] +
@@ -88,32 +127,44 @@ def concurrency_ms(events: Iterable[OpEvent]) -> dict[int, float]:
   return spans
 
 
-def summarize(events: Sequence[OpEvent]) -> StepProfile:
-  """Medians per step of one program's op executions (one run_id a step)."""
-  runs = collections.defaultdict(list)
-  for event in events:
-    runs[event.run_id].append(event)
-  if not runs:
-    raise ValueError('the trace holds no op of the step')
-  per_step = [concurrency_ms(run) for run in runs.values()]
-  kinds = collections.defaultdict(list)
-  for run in runs.values():
-    totals = collections.Counter()
+def _median_ms_by(runs: Sequence[Sequence[OpEvent]],
+                  key: Callable[[OpEvent], str]) -> dict[str, float]:
+  """Per-step median of the op time under each key, largest first."""
+  per_key = collections.defaultdict(lambda: [0.0] * len(runs))
+  for i, run in enumerate(runs):
     for event in run:
-      totals[op_kind(event.op)] += (event.end_us - event.start_us) / 1e3
-    for kind in totals:
-      kinds[kind].append(totals[kind])
+      per_key[key(event)][i] += (event.end_us - event.start_us) / 1e3
+  medians = {k: float(np.median(v)) for k, v in per_key.items()}
+  return dict(sorted(medians.items(), key=lambda kv: -kv[1]))
+
+
+def summarize(events: Sequence[OpEvent],
+              sources: Mapping[str, str] | None = None) -> StepProfile:
+  """Medians per step of one program's op executions (one run_id a step).
+
+  With `sources` (`op_sources` of the compiled program), also the op time
+  per part of the step (`step_part`).
+  """
+  by_run = collections.defaultdict(list)
+  for event in events:
+    by_run[event.run_id].append(event)
+  if not by_run:
+    raise ValueError('the trace holds no op of the step')
+  runs = list(by_run.values())
+  per_step = [concurrency_ms(run) for run in runs]
   median = lambda values: float(np.median(values))  # noqa: E731
-  op_ms = {kind: median(v + [0.0] * (len(runs) - len(v)))
-           for kind, v in kinds.items()}
+  part_ms = {}
+  if sources is not None:
+    part_ms = _median_ms_by(runs, lambda e: step_part(sources.get(e.op)))
   return StepProfile(
       steps=len(runs),
-      ops_per_step=int(median([len(run) for run in runs.values()])),
+      ops_per_step=int(median([len(run) for run in runs])),
       wall_ms=median([sum(s.values()) for s in per_step]),
       idle_ms=median([s[0] for s in per_step]),
       one_op_ms=median([s[1] for s in per_step]),
       parallel_ms=median([s[2] for s in per_step]),
-      op_ms=dict(sorted(op_ms.items(), key=lambda kv: -kv[1])))
+      op_ms=_median_ms_by(runs, lambda e: op_kind(e.op)),
+      part_ms=part_ms)
 
 
 def format_profile(profile: StepProfile, top: int = 10) -> str:
@@ -126,10 +177,17 @@ def format_profile(profile: StepProfile, top: int = 10) -> str:
       f'more {profile.parallel_ms:.1f} ms; op time {total:.1f} ms']
   for kind, ms in list(profile.op_ms.items())[:top]:
     lines.append(f'    {ms:7.2f} ms  {100 * ms / total:4.1f}%  {kind}')
+  if profile.part_ms:
+    lines.append('  op time by part of the step:')
+    for part, ms in profile.part_ms.items():
+      lines.append(f'    {ms:7.2f} ms  {100 * ms / total:4.1f}%  {part}')
   return '\n'.join(lines)
 
 
 def profile_step(run: Callable[[], None], steps: int, log_dir: str,
+                 hlo_text: str | None = None,
                  module: str = 'train_step') -> StepProfile:
-  """Traces `steps` runs of a warm step into `log_dir` and summarizes them."""
-  return summarize(read_op_events(trace_steps(run, steps, log_dir), module))
+  """Traces `steps` runs of a warm step into `log_dir` and summarizes them
+  (by part of the step too, given the compiled program's `hlo_text`)."""
+  events = read_op_events(trace_steps(run, steps, log_dir), module)
+  return summarize(events, None if hlo_text is None else op_sources(hlo_text))

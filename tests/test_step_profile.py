@@ -51,6 +51,43 @@ def test_op_kind_drops_the_instance_number():
   assert step_profile.op_kind('dot') == 'dot'
 
 
+def test_op_sources_read_the_metadata_of_each_op():
+  hlo = '''
+  %fusion.3 = f32[2]{0} fusion(%p), kind=kLoop, calls=%f, metadata={op_name="jit(train_step)/jvp(GalaxyModel)/encoder/stem_conv/conv" stack_frame_id=4}
+  ROOT %copy.1 = f32[2]{0} copy(%fusion.3)
+  %ynn_fusion.12 = f32[16]{0} fusion(%c, %d), kind=kCustom, metadata={op_name="jit(train_step)/transpose(jvp(GalaxyModel))/projector/Dense_0/dot_general"}, backend_config={}
+'''
+  assert step_profile.op_sources(hlo) == {
+      'fusion.3': 'jit(train_step)/jvp(GalaxyModel)/encoder/stem_conv/conv',
+      'ynn_fusion.12': ('jit(train_step)/transpose(jvp(GalaxyModel))/'
+                        'projector/Dense_0/dot_general')}
+
+
+@pytest.mark.parametrize('source,part', [
+    ('jit(train_step)/jvp(GalaxyModel)/encoder/stage1_block1/Conv_0/conv',
+     'forward encoder'),
+    ('jit(train_step)/transpose(jvp(GalaxyModel))/predictor/Dense_1/dot',
+     'backward predictor'),
+    ('jit(train_step)/GalaxyModel.target/encoder/stage2_block1/Conv_0/conv',
+     'target network'),
+    ('jit(train_step)/jvp()/digamma', 'losses'),
+    ('jit(train_step)/jit(norm)/sqrt', 'optimizer and the rest'),
+    (None, 'no source'),
+])
+def test_step_part(source, part):
+  assert step_profile.step_part(source) == part
+
+
+def test_parts_sum_the_op_time_per_step():
+  events = (_step('a', ('x.1', 0, 10_000), ('y', 5_000, 15_000)) +
+            _step('b', ('x.1', 0, 4_000), ('y', 4_000, 6_000)))
+  sources = {'x.1': 'jit(train_step)/jvp(GalaxyModel)/head/Dense_0/dot'}
+  profile = step_profile.summarize(events, sources)
+  # forward head: 10 and 4 ms; no source (y): 10 and 2 ms.
+  assert profile.part_ms == pytest.approx({'forward head': 7.0,
+                                           'no source': 6.0})
+
+
 def test_a_real_step_trace(tmp_path):
   config = tiny_config('supervised')
   profile = benchmark.profile_objective(config, parallel.make_mesh(), 2,
@@ -61,9 +98,13 @@ def test_a_real_step_trace(tmp_path):
   assert sum(profile.op_ms.values()) > 0
   assert profile.idle_ms + profile.one_op_ms + profile.parallel_ms == (
       pytest.approx(profile.wall_ms, rel=0.3))
+  assert {'forward encoder', 'backward encoder', 'forward head',
+          'losses'} <= set(profile.part_ms)
+  assert sum(profile.part_ms.values()) == pytest.approx(
+      sum(profile.op_ms.values()), rel=0.2)
   text = step_profile.format_profile(profile, top=3)
   assert f'{profile.ops_per_step} ops a step' in text
-  assert len(text.splitlines()) == 4
+  assert len(text.splitlines()) == 5 + len(profile.part_ms)
   traces = [f for _, _, files in os.walk(tmp_path) for f in files
             if f == 'perfetto_trace.json.gz']
   assert len(traces) == 1
