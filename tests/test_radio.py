@@ -94,3 +94,51 @@ def test_same_seed_same_images():
   np.testing.assert_array_equal(one, two)
   other = radio.render(_sources(FRII, 3, seed=8), 32)
   assert not np.allclose(one, other)
+
+
+@pytest.fixture(scope='module')
+def built(tmp_path_factory):
+  """gz_radio's tiny FR task and tiny pool, built once."""
+  from gzevo_jax.data import build
+  path = str(tmp_path_factory.mktemp('tfds'))
+  return {name: build.prepare(f'gz_radio/{name}', data_dir=path)
+          for name in ('synthetic_tiny', 'synthetic_pool_tiny')}
+
+
+def _examples(builder, split):
+  import tensorflow_datasets as tfds
+  return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def test_the_fr_task_is_labelled_and_balanced(built):
+  builder = built['synthetic_tiny']
+  sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
+  assert sum(sizes.values()) == 400 and min(sizes.values()) > 20
+  examples = [e for s in sizes for e in _examples(builder, s)]
+  labels = np.array([e['label'] for e in examples])
+  kinds = np.array([e['truth']['kind'] for e in examples])
+  assert np.bincount(labels).tolist() == [200, 200]
+  # The label is the FR class of the true kind.
+  np.testing.assert_array_equal(labels, kinds)
+  assert examples[0]['image'].shape == (32, 32, 1)
+  assert len({e['id_str'] for e in examples}) == 400
+
+
+def test_the_pool_is_unlabelled_and_mixed(built):
+  examples = _examples(built['synthetic_pool_tiny'], 'train')
+  assert {int(e['label']) for e in examples} == {-1}
+  shares = np.bincount([e['truth']['kind'] for e in examples],
+                       minlength=4) / len(examples)
+  np.testing.assert_allclose(shares, radio.SURVEYS['A'].kind_shares,
+                             atol=0.07)
+
+
+def test_stored_images_are_the_catalogue_rendered(built):
+  from gzevo_jax.data import radio_builder
+  builder = built['synthetic_tiny']
+  ids, sources = radio_builder.catalogue(builder.builder_config)
+  example = _examples(builder, 'test')[0]
+  i = ids.index(example['id_str'].decode())
+  expected = radio.to_uint8(radio.render(sources.take([i]), 32))[0]
+  np.testing.assert_array_equal(example['image'], expected)
+  assert example['truth']['snr'] == pytest.approx(sources.snr[i], rel=1e-6)

@@ -10,6 +10,7 @@
   gz_rings/synthetic      the downstream rings task: 21k disks, 64 px (and
                           _tiny, 400 at 32 px; _large, the same at 128 px)
   gz_rings/real           GZ Rings from `manual_dir`
+  gz_radio/...            synthetic radio sources: see radio_builder.py
 
 Build from Python (`tfds.builder('gz_evo/synthetic').download_and_prepare()`
 after importing this module), with `python -m gzevo_jax.data.build`, or with
@@ -36,8 +37,10 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gzevo_jax.data import builder_base
 from gzevo_jax.data import common
 from gzevo_jax.data import real
+from gzevo_jax.data import radio_builder
 from gzevo_jax.data import real_tables
 from gzevo_jax.data import render
 from gzevo_jax.data import synthetic
@@ -92,20 +95,8 @@ def _render_options(config: GalaxyConfig) -> render.RenderOptions:
                               bands=config.channels)
 
 
-class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
-  """What both builders share: Beam or in-process generation, bad rows."""
-
-  def __init__(self, *, skip_bad_rows: bool = False, **kwargs: Any):
-    """`skip_bad_rows`: real configs skip (and report) bad rows, not fail."""
-    self._skip_bad_rows = skip_bad_rows
-    self._use_beam = False
-    super().__init__(**kwargs)
-
-  def _download_and_prepare(self, dl_manager, download_config):
-    # Beam generation when the caller asked for a Beam runner or options.
-    self._use_beam = (download_config.beam_runner is not None or
-                      download_config.beam_options is not None)
-    return super()._download_and_prepare(dl_manager, download_config)
+class GalaxyBuilderBase(builder_base.GeneratorBuilder):
+  """What gz_evo and gz_rings share: info with truth, real data, bad rows."""
 
   def _galaxy_info(self, label_features: dict[str, Any],
                    **kwargs: Any) -> tfds.core.DatasetInfo:
@@ -124,25 +115,6 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
       return str(dl_manager.manual_dir)
     except AssertionError as e:  # TFDS's message, with our instructions.
       raise real_tables.CatalogError(str(e)) from None
-
-  def _generators(self, units: dict[str, list[Any]],
-                  make_examples: Callable[..., Iterator[tuple[str, dict]]]
-                  ) -> dict[str, Any]:
-    """One generator (or Beam PTransform) per split over its work units."""
-    if self._use_beam:
-      beam = tfds.core.lazy_imports.apache_beam
-      return {
-          split: (beam.Create(split_units)
-                  | f'{split}_examples' >> beam.FlatMap(make_examples))
-          for split, split_units in units.items() if split_units}
-    return {split: self._generate_examples(split, split_units, make_examples)
-            for split, split_units in units.items() if split_units}
-
-  def _generate_examples(self, split: str, units: list[Any],
-                         make_examples: Callable[..., Iterator[tuple[str,
-                                                                 dict]]]):
-    """In-process generation: every unit's examples, with progress lines."""
-    return _in_process(split, units, make_examples)
 
   def _real_generators(self, dl_manager, plan_fn: Callable[..., real.Plan],
                        examples_fn: Callable[..., Iterator[tuple[str, dict]]]
@@ -176,21 +148,7 @@ class _GalaxyBuilder(tfds.core.GeneratorBasedBuilder):
     return lambda bad_row: skipped.append(dataclasses.asdict(bad_row))
 
 
-def _in_process(split: str, units: list[Any],
-                make_examples: Callable[..., Iterator[tuple[str, dict]]]
-                ) -> Iterator[tuple[str, dict]]:
-  """Examples of all units, logging progress as it goes."""
-  done = 0
-  for i, unit in enumerate(units):
-    for key_example in make_examples(unit):
-      done += 1
-      yield key_example
-    if i % 8 == 7 or i == len(units) - 1:
-      logging.info('%s: %d examples generated (%d/%d work units)', split,
-                   done, i + 1, len(units))
-
-
-class GzEvo(_GalaxyBuilder):
+class GzEvo(GalaxyBuilderBase):
   """GZ-Evo: galaxy images with Galaxy Zoo vote counts from six campaigns.
 
   Features: `id_str`; `image` (uint8); `votes` (int32 [206], zero where a
@@ -271,7 +229,7 @@ class GzEvo(_GalaxyBuilder):
                           schema_dict=schema.to_dict()))
 
 
-class GzRings(_GalaxyBuilder):
+class GzRings(GalaxyBuilderBase):
   """Is there a ring? The downstream task (absent from GZ-Evo's answers).
 
   Features: `id_str`, `image`, `ring_votes` (int32 [yes, no]; zeros when a
@@ -350,7 +308,8 @@ def builder(name: str, data_dir: Optional[str] = None,
             skip_bad_rows: bool = False) -> tfds.core.DatasetBuilder:
   """'gz_evo/synthetic' -> its builder (other TFDS names work too)."""
   dataset, _, config = name.partition('/')
-  classes = {'gz_evo': GzEvo, 'gz_rings': GzRings}
+  classes = {'gz_evo': GzEvo, 'gz_rings': GzRings,
+             'gz_radio': radio_builder.GzRadio}
   if dataset in classes:
     configs = {c.name: c for c in classes[dataset].BUILDER_CONFIGS}
     if config not in configs:

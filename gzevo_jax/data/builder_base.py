@@ -1,0 +1,58 @@
+"""What every TFDS builder of this package shares: Beam or in-process
+generation of work units, with progress lines."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from absl import logging
+import tensorflow_datasets as tfds
+
+
+class GeneratorBuilder(tfds.core.GeneratorBasedBuilder):
+  """What every builder here shares: Beam or in-process generation."""
+
+  def __init__(self, *, skip_bad_rows: bool = False, **kwargs: Any):
+    """`skip_bad_rows`: real configs skip (and report) bad rows, not fail."""
+    self._skip_bad_rows = skip_bad_rows
+    self._use_beam = False
+    super().__init__(**kwargs)
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    # Beam generation when the caller asked for a Beam runner or options.
+    self._use_beam = (download_config.beam_runner is not None or
+                      download_config.beam_options is not None)
+    return super()._download_and_prepare(dl_manager, download_config)
+
+  def _generators(self, units: dict[str, list[Any]],
+                  make_examples: Callable[..., Iterator[tuple[str, dict]]]
+                  ) -> dict[str, Any]:
+    """One generator (or Beam PTransform) per split over its work units."""
+    if self._use_beam:
+      beam = tfds.core.lazy_imports.apache_beam
+      return {
+          split: (beam.Create(split_units)
+                  | f'{split}_examples' >> beam.FlatMap(make_examples))
+          for split, split_units in units.items() if split_units}
+    return {split: self._generate_examples(split, split_units, make_examples)
+            for split, split_units in units.items() if split_units}
+
+  def _generate_examples(self, split: str, units: list[Any],
+                         make_examples: Callable[..., Iterator[tuple[str,
+                                                                 dict]]]):
+    """In-process generation: every unit's examples, with progress lines."""
+    return _in_process(split, units, make_examples)
+
+
+def _in_process(split: str, units: list[Any],
+                make_examples: Callable[..., Iterator[tuple[str, dict]]]
+                ) -> Iterator[tuple[str, dict]]:
+  """Examples of all units, logging progress as it goes."""
+  done = 0
+  for i, unit in enumerate(units):
+    for key_example in make_examples(unit):
+      done += 1
+      yield key_example
+    if i % 8 == 7 or i == len(units) - 1:
+      logging.info('%s: %d examples generated (%d/%d work units)', split,
+                   done, i + 1, len(units))
