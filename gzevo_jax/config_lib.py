@@ -375,10 +375,11 @@ def check_positive_int(config: ml_collections.ConfigDict, field: str) -> None:
                      f'{value!r}')
 
 
-# Fields that name this machine's files or runs, not what a run computes:
-# left out where results are compared across machines.
-MACHINE_FIELDS = ('data.data_dir', 'run_name', 'keep_checkpoints',
-                  'pretrained_workdir', 'config_dir')
+# Fields that name this machine's files or runs, or how it reads a dataset
+# (data.source: tf.data or Grain read the same examples), not what a run
+# computes: left out where results are compared across machines.
+MACHINE_FIELDS = ('data.data_dir', 'data.source', 'run_name',
+                  'keep_checkpoints', 'pretrained_workdir', 'config_dir')
 
 
 def plain_data(value: Any) -> Any:

@@ -180,6 +180,19 @@ def test_stage_names_ignore_machine_paths_and_follow_the_shared_fields():
   assert ablation.stage_name(config, ablation.Stage('hybrid')) != name
 
 
+def test_the_default_stages_keep_the_names_of_their_records():
+  """A config field added anywhere the stages read would rename every
+  stage and silently orphan results/ablation: the current recipe of each
+  arm must still name its record."""
+  config = _config('')
+  records = os.listdir(os.path.join(REPO_ROOT, 'results', 'ablation'))
+  for arm in ('supervised', 'contrastive', 'hybrid'):
+    name = ablation.stage_name(config, ablation.Stage(arm))
+    assert f'{name}.json' in records, name
+  config.data.source = 'grain'  # How a machine reads: not what it computes.
+  assert ablation.stage_name(config, ablation.Stage('hybrid')) == name
+
+
 def test_a_record_is_reused_only_while_its_config_still_holds(tmp_path):
   config = _config()
   config.stage_archive = str(tmp_path)
