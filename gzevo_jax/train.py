@@ -174,7 +174,8 @@ def check_batch(batch: Batch, setup: train_state.Setup,
   needed = {'image': (local_batch_size, h, w, c)}
   if models.uses_byol(setup.objective):
     needed['image_2'] = (local_batch_size, h, w, c)
-  needed['votes'] = (local_batch_size, setup.schema.num_answers)
+  if models.uses_votes(setup.objective):
+    needed['votes'] = (local_batch_size, setup.schema.num_answers)
   for key, shape in needed.items():
     if key not in batch:
       raise ValueError(f'the {setup.objective} objective needs batch[{key!r}] '

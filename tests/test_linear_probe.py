@@ -294,3 +294,16 @@ def test_checkpoints_from_before_a_config_field_existed_stay_readable(
       'supervised').knn_monitor.every_steps
   encoder, variables = checkpoint.restore_encoder(workdir)
   assert jax.tree.leaves(variables['params'])
+
+
+@pytest.mark.parametrize('arms,message', [
+    ((), 'one or more pretraining configs'),
+    (('hybrid', 'hybird'), "no pretraining config 'hybird'"),
+])
+def test_label_efficiency_names_a_bad_arm(arms, message):
+  from gzevo_jax.evaluation import label_efficiency
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'label_efficiency.py'))
+  config.arms = arms
+  with pytest.raises(ValueError, match=message):
+    label_efficiency.validate(config)

@@ -1,9 +1,13 @@
-"""The synthetic radio renderer: FR morphology, beam, noise and stretch."""
+"""The synthetic radio sources, their datasets, and the radio BYOL system."""
+
+import os
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import REPO_ROOT
+from gzevo_jax import config_lib
 from gzevo_jax.data import radio
 
 FRI, FRII = radio.RADIO_KINDS.index('FRI'), radio.RADIO_KINDS.index('FRII')
@@ -142,3 +146,34 @@ def test_stored_images_are_the_catalogue_rendered(built):
   expected = radio.to_uint8(radio.render(sources.take([i]), 32))[0]
   np.testing.assert_array_equal(example['image'], expected)
   assert example['truth']['snr'] == pytest.approx(sources.snr[i], rel=1e-6)
+
+
+def test_radio_byol_smoke_pretrains_on_the_pool_with_one_channel(tmp_path,
+                                                                 built):
+  from gzevo_jax import train
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'radio_byol.py:smoke'))
+  assert config.objective == 'contrastive' and config.data.channels == 1
+  assert config.data.augment.color_jitter_probability == 0.0
+  config.data.data_dir = str(built['synthetic_tiny'].data_dir_root)
+  config.train_duration = '4 steps'
+  config.knn_monitor.every_steps = 4
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 4
+  metrics = (tmp_path / 'metrics.jsonl').read_text()
+  assert 'monitor/knn_accuracy' in metrics  # kNN on the FR task.
+
+
+def test_the_fr_label_efficiency_smoke(tmp_path, built):
+  from gzevo_jax.evaluation import label_efficiency
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'label_efficiency.py:radio+smoke'))
+  assert config.data.dataset == 'gz_radio/synthetic_tiny'
+  config.data.data_dir = str(built['synthetic_tiny'].data_dir_root)
+  config.pretrain_train_duration = '2 steps'
+  config.budgets = (20,)
+  config.num_seeds = 1
+  config.finetune.max_epochs = 1
+  out = label_efficiency.run(config, str(tmp_path))
+  assert list(out['summaries']) == ['direct', 'radio_byol']
+  assert '| labels | direct | radio_byol |' in out['table']

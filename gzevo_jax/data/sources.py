@@ -25,6 +25,7 @@ import jax
 import ml_collections
 
 from gzevo_jax import errors
+from gzevo_jax import models
 from gzevo_jax.data import common
 from gzevo_jax.schema import Schema
 
@@ -76,22 +77,28 @@ def prepare_dataset(data_config: ml_collections.ConfigDict):
 def _check_compatible(shapes: Mapping[str, tuple[int, ...]],
                       config: ml_collections.ConfigDict,
                       schema: Schema) -> None:
-  """The dataset's votes and images must match the schema and the model.
+  """The dataset's images must match the model, and its votes (when the
+  objective learns from votes) the schema.
 
   `shapes`: the dataset's feature shapes ('votes', 'image').
   """
   name = config.data.dataset
-  if 'votes' not in shapes:
-    raise common.DataError(f'dataset {name} has no `votes` feature; pretraining '
-                     'needs a gz_evo-style dataset')
-  answers = shapes['votes'][0]
-  if answers != schema.num_answers:
-    raise common.DataError(f'dataset {name} has {answers} vote columns but schema '
-                     f'{config.schema!r} has {schema.num_answers} answers')
   channels = shapes['image'][-1]
   if channels != config.data.channels:
     raise common.DataError(f'dataset {name} has {channels}-channel images but '
-                     f'config.data.channels={config.data.channels}')
+                           f'config.data.channels={config.data.channels}')
+  if not models.uses_votes(config.objective):
+    return
+  if 'votes' not in shapes:
+    raise common.DataError(
+        f'dataset {name} has no `votes` feature, which the '
+        f'{config.objective} objective learns from; pretrain on a '
+        'gz_evo-style dataset, or use objective=contrastive')
+  answers = shapes['votes'][0]
+  if answers != schema.num_answers:
+    raise common.DataError(f'dataset {name} has {answers} vote columns but '
+                           f'schema {config.schema!r} has '
+                           f'{schema.num_answers} answers')
 
 
 def check_batch_memory(data_config: ml_collections.ConfigDict,
@@ -164,11 +171,13 @@ def _read(config: ml_collections.ConfigDict, two_views: bool,
                config.data.dataset, per_process * shard.process_count,
                per_process)
 
+  label_keys = ('votes',) if models.uses_votes(config.objective) else ()
+
   def batches(start_step: int) -> Iterator[Batch]:
     return reader.train_batches(
         dataset, config.data, local_batch_size=shard_batch(config, shard),
         two_views=two_views, seed=config.seed, start_step=start_step,
-        shard=shard)
+        shard=shard, label_keys=label_keys)
 
   return TrainData(per_process * shard.process_count, batches)
 

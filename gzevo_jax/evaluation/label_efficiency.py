@@ -1,4 +1,5 @@
-"""The label-efficiency experiment: four arms, every budget, one table.
+"""The label-efficiency experiment: direct training and the pretraining arms,
+every budget, one table.
 
   python -m gzevo_jax.main --config=configs/label_efficiency.py
 
@@ -9,7 +10,9 @@ Arms:
   contrastive  pretrained with BYOL, then evaluated
   hybrid       pretrained with BYOL + Dirichlet, then evaluated
 
-The three pretraining arms use their configs from `configs/` with the same
+`config.arms` names the pretraining arms, config files in `configs/` (the
+three above by default; e.g. ('radio_byol',) for the FR task). They use their
+configs with the same
 `pretrain_variant`, so they share the architecture, data, batch size and
 number of steps (matched compute). Each pretrained encoder is evaluated with
 `config.evaluation` ('linear_probe' or 'finetune') at every budget and seed.
@@ -44,9 +47,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from gzevo_jax.evaluation import budgets  # Keep imports light.
   budgets.parse_budgets(config.budgets)
   config_lib.check_positive_int(config, 'num_seeds')
+  arms = tuple(config.arms)
+  if not arms:
+    raise ValueError('config.arms must name one or more pretraining configs, '
+                     f"e.g. \"('contrastive', 'hybrid')\"; got {config.arms!r}")
+  for arm in arms:
+    if not os.path.exists(_arm_file(config, arm)):
+      raise ValueError(f'config.arms: no pretraining config {arm!r} '
+                       f'({_arm_file(config, arm)})')
   if config.evaluation not in EVALUATIONS:
     raise ValueError(f'config.evaluation={config.evaluation!r} is not valid; '
                      f'choose one of {", ".join(EVALUATIONS)}')
+
+
+def _arm_file(config: ml_collections.ConfigDict, arm: str) -> str:
+  return os.path.join(config.config_dir or CONFIG_DIR, f'{arm}.py')
 
 
 def pretrain_config(config: ml_collections.ConfigDict, arm: str,
@@ -56,7 +71,7 @@ def pretrain_config(config: ml_collections.ConfigDict, arm: str,
   `variant` (e.g. 'paper') is applied before `config.pretrain_variant` (the
   scale, e.g. 'smoke').
   """
-  spec = os.path.join(config.config_dir or CONFIG_DIR, f'{arm}.py')
+  spec = _arm_file(config, arm)
   variants = [v for v in (variant, config.pretrain_variant) if v]
   if variants:
     spec += ':' + '+'.join(variants)
@@ -98,10 +113,11 @@ def _cached(results_dir: str, compute) -> dict[str, Any]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Pretrains the three arms, evaluates all four, writes the table."""
+  """Pretrains the arms, evaluates them and direct training, writes the
+  table."""
   validate(config)
   summaries = {}
-  for arm in PRETRAINED_ARMS:
+  for arm in config.arms:
     pretrain_dir = os.path.join(workdir, f'pretrain_{arm}')
     train.train_and_evaluate(pretrain_config(config, arm), pretrain_dir)
     eval_config = evaluation_config(config, config.evaluation, pretrain_dir)
@@ -111,8 +127,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     summaries[arm] = _method_rows(results, 'linear_probe'
                                   if config.evaluation == 'linear_probe' else
                                   'finetune_pretrained')
+  # Direct training takes only the architecture from a pretrained arm.
   direct_config = evaluation_config(
-      config, 'finetune', os.path.join(workdir, 'pretrain_hybrid'))
+      config, 'finetune', os.path.join(workdir, f'pretrain_{config.arms[-1]}'))
   finetune.as_direct_baseline(direct_config)
   direct_dir = os.path.join(workdir, 'direct')
   results = _cached(direct_dir, lambda: finetune.run(direct_config,
