@@ -177,3 +177,24 @@ def test_the_fr_label_efficiency_smoke(tmp_path, built):
   out = label_efficiency.run(config, str(tmp_path))
   assert list(out['summaries']) == ['direct', 'radio_byol']
   assert '| labels | direct | radio_byol |' in out['table']
+
+
+@pytest.mark.parametrize('objective', ['supervised', 'hybrid'])
+def test_pretraining_on_votes_needs_a_dataset_with_votes(objective):
+  from gzevo_jax.data import common, sources
+  from gzevo_jax.schema import get_schema
+  config = config_lib.base_config(objective)
+  config.data.dataset, config.data.channels = 'gz_radio/synthetic_pool', 1
+  with pytest.raises(common.DataError,
+                     match=f'no `votes` feature, which the {objective} '
+                     'objective learns from.*objective=contrastive'):
+    sources._check_compatible({'image': (64, 64, 1)}, config,
+                              get_schema(config.schema))
+  config.objective = 'contrastive'  # BYOL needs images only.
+  sources._check_compatible({'image': (64, 64, 1)}, config,
+                            get_schema(config.schema))
+  config.data.channels = 3
+  with pytest.raises(common.DataError, match='1-channel images but '
+                     'config.data.channels=3'):
+    sources._check_compatible({'image': (64, 64, 1)}, config,
+                              get_schema(config.schema))
