@@ -862,11 +862,15 @@ def _draw_noiseless(m: Morphology, draws: dict[str, np.ndarray],
 
 def render(
     morphology: Morphology,
-    options: RenderOptions = RenderOptions()) -> np.ndarray:
+    options: RenderOptions = RenderOptions(),
+    band_scale: Optional[np.ndarray] = None) -> np.ndarray:
   """float32 [n, H, W, bands], linear flux with sky noise, before stretch.
 
   Units, the SNR definition and colours are in the module docstring. Each
-  galaxy depends only on its own morphology and seed.
+  galaxy depends only on its own morphology and seed. `band_scale` ([n,
+  bands], band mean 1 to keep the SNR definition) multiplies each galaxy's
+  light per band before the PSF: a whole-galaxy colour change, such as
+  redshift's (`multiband.py`).
   """
   n, size, bands = morphology.num_galaxies, options.image_size, options.bands
   # Chunks of ~2^18 pixels keep the working set in cache (fastest measured).
@@ -877,7 +881,10 @@ def render(
     part = morphology.take(slice(start, stop))
     noise = out[start:stop] if options.sky_noise else None
     draws = _streams(part.seed, options, noise)
-    clean = _convolve(_draw_noiseless(part, draws, options), options)
+    flux = _draw_noiseless(part, draws, options)
+    if band_scale is not None:
+      flux *= np.asarray(band_scale[start:stop], _F32)[:, :, None, None]
+    clean = _convolve(flux, options)
     clean = clean.transpose(0, 2, 3, 1)
     if options.sky_noise:
       out[start:stop] *= _F32(options.sky_sigma)

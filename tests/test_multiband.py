@@ -1,0 +1,85 @@
+"""Five-band galaxies at a redshift: distances, colours, sizes and fluxes."""
+
+import numpy as np
+import pytest
+from astropy import constants
+from astropy.cosmology import FlatLambdaCDM
+
+from gzevo_jax.data import multiband
+from gzevo_jax.data import render as rd
+from test_render import morph
+
+FIVE = rd.RenderOptions(bands=5, sky_noise=False)
+
+
+def test_angular_diameter_distance_matches_astropy():
+  z = np.array([0.01, 0.1, 0.4, 1.0, 3.0])
+  cosmology = FlatLambdaCDM(H0=70.0, Om0=multiband.OMEGA_M)
+  hubble_distance = constants.c.to('km/s').value / 70.0  # Mpc.
+  expected = cosmology.angular_diameter_distance(z).value / hubble_distance
+  np.testing.assert_allclose(multiband.angular_diameter_distance(z),
+                             expected, rtol=1e-5)
+
+
+def test_band_scale_reddens_with_redshift_and_keeps_the_band_mean():
+  z = np.array([multiband.REFERENCE_REDSHIFT, 0.1, 0.2, 0.4])
+  scale = multiband.band_scale(z)
+  np.testing.assert_allclose(scale.mean(axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(scale[0], 1.0, rtol=1e-6)
+  reddest, bluest = multiband.BANDS.index('z'), multiband.BANDS.index('u')
+  assert np.all(np.diff(scale[:, reddest] / scale[:, bluest]) > 0)
+
+
+def _moments(image):
+  """(total flux, half-light radius in pixels) of one band image."""
+  c = np.arange(image.shape[0]) + 0.5 - image.shape[0] / 2
+  r = np.hypot(c[:, None], c[None, :]).ravel()
+  w = np.clip(image, 0, None).ravel()
+  order = np.argsort(r)
+  cumulative = np.cumsum(w[order])
+  return w.sum(), r[order][np.searchsorted(cumulative, 0.5 * w.sum())]
+
+
+def test_a_galaxy_further_away_is_smaller_fainter_and_redder():
+  galaxy = morph(2, radius=0.15, snr=400.0)
+  z = np.array([multiband.REFERENCE_REDSHIFT, 0.12])
+  images = multiband.render_multiband(
+      galaxy, z, rd.RenderOptions(bands=5, sky_noise=False, image_size=128))
+  r_band = multiband.BANDS.index('r')
+  (flux_near, size_near), (flux_far, size_far) = (
+      _moments(images[i, ..., r_band]) for i in range(2))
+  distance = multiband.angular_diameter_distance(z)
+  # Size: the rendered half-light radius follows D_A (within the PSF's blur).
+  assert size_far / size_near == pytest.approx(distance[0] / distance[1],
+                                               rel=0.1)
+  assert flux_far < flux_near
+  colour = [images[i, ..., 0].sum() / images[i, ..., 3].sum()  # z / g.
+            for i in range(2)]
+  assert colour[1] > 1.2 * colour[0]
+
+
+def test_at_the_reference_redshift_nothing_changes():
+  galaxy = morph(3)
+  moved = multiband.at_redshift(galaxy, np.full(3, 0.05))
+  np.testing.assert_allclose(moved.radius, galaxy.radius, rtol=1e-6)
+  np.testing.assert_allclose(moved.snr, galaxy.snr, rtol=1e-6)
+
+
+def test_snr_scales_with_distance_and_tolman_dimming():
+  galaxy = morph(1, snr=100.0)
+  moved = multiband.at_redshift(galaxy, np.array([0.3]))
+  d = multiband.angular_diameter_distance(np.array([0.05, 0.3]))
+  expected = 100.0 * d[0] / d[1] * (1.05 / 1.3)**4
+  assert moved.snr[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_redshifts_look_like_a_bright_spectroscopic_sample():
+  z = multiband.sample_redshifts(50_000, np.random.default_rng(0))
+  assert 0.08 < np.median(z) < 0.12
+  assert z.min() >= 0.01 and z.max() <= 0.4
+
+
+def test_five_bands_are_required():
+  with pytest.raises(ValueError, match='five bands'):
+    multiband.render_multiband(morph(1), np.array([0.1]),
+                               rd.RenderOptions(bands=3))
