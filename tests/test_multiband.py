@@ -1,12 +1,16 @@
 """Five-band galaxies at a redshift: distances, colours, sizes and fluxes."""
 
+import os
+
 import numpy as np
 import pytest
 from astropy import constants
 from astropy.cosmology import FlatLambdaCDM
+from scipy import stats
 
 from gzevo_jax.data import multiband
 from gzevo_jax.data import render as rd
+from conftest import REPO_ROOT
 from test_render import morph
 
 FIVE = rd.RenderOptions(bands=5, sky_noise=False)
@@ -83,3 +87,61 @@ def test_five_bands_are_required():
   with pytest.raises(ValueError, match='five bands'):
     multiband.render_multiband(morph(1), np.array([0.1]),
                                rd.RenderOptions(bands=3))
+
+
+@pytest.fixture(scope='module')
+def sdss5(tmp_path_factory):
+  """sdss5/synthetic_tiny in both record formats."""
+  from gzevo_jax.data import build
+  path = str(tmp_path_factory.mktemp('tfds'))
+  build.prepare('sdss5/synthetic_tiny', data_dir=path,
+                file_formats=['tfrecord', 'array_record'])
+  return path
+
+
+def test_both_pipelines_read_the_five_band_tensors_alike(sdss5):
+  from gzevo_jax.data import array_records, build, grain_pipeline, pipeline
+  builder = build.prepare('sdss5/synthetic_tiny', data_dir=sdss5)
+  keys = ('id_str', 'redshift', 'label')
+  a = next(pipeline.eval_batches(builder, 'test', batch_size=16,
+                                 image_size=32, keys=keys))
+  b = next(grain_pipeline.eval_batches(
+      array_records.open_dataset('sdss5/synthetic_tiny', sdss5), 'test',
+      batch_size=16, image_size=32, keys=keys))
+  assert a['image'].shape == (16, 32, 32, 5)
+  for key in ('image', 'id_str', 'redshift', 'label'):
+    np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_stored_galaxies_redden_with_redshift(sdss5):
+  """The z / g colour of each galaxy's core (its 20 brightest r-band
+  pixels) rises with redshift in the stored images. Weakly (rank
+  correlation ~0.2 on 400 galaxies): the display stretch saturates bright
+  cores in every band."""
+  from gzevo_jax.data import build, pipeline
+  builder = build.prepare('sdss5/synthetic_tiny', data_dir=sdss5)
+  batch = next(pipeline.eval_batches(builder, 'train', batch_size=400,
+                                     image_size=32, keys=('redshift',)))
+  keep = batch['mask']
+  images, redshift = batch['image'][keep], batch['redshift'][keep]
+  flat = images.reshape(len(images), -1, len(multiband.BANDS))
+  r_band = multiband.BANDS.index('r')
+  brightest = np.argsort(flat[..., r_band], axis=1)[:, -20:]
+  core = np.take_along_axis(flat, brightest[..., None], axis=1).mean(axis=1)
+  colour = core[:, multiband.BANDS.index('z')] / np.maximum(
+      core[:, multiband.BANDS.index('g')], 1e-3)
+  result = stats.spearmanr(redshift, colour)
+  assert result.statistic > 0.1 and result.pvalue < 1e-3
+
+
+def test_sdss_contrastive_smoke_pretrains_on_five_bands(sdss5, tmp_path):
+  from gzevo_jax import config_lib, train
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'sdss_contrastive.py:smoke'))
+  assert config.data.channels == 5
+  assert config.data.augment.color_jitter_probability == 0.0
+  config.data.data_dir = sdss5
+  config.train_duration = '3 steps'
+  config.knn_monitor.every_steps = 3
+  train.train_and_evaluate(config, str(tmp_path))
+  assert 'monitor/knn_accuracy' in (tmp_path / 'metrics.jsonl').read_text()

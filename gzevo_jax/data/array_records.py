@@ -20,6 +20,7 @@ import functools
 import io
 import json
 import os
+import zlib
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -81,8 +82,9 @@ def _example_class() -> Any:
 class Feature:
   """How one top-level TFDS feature is stored and decoded.
 
-  kind: 'image' (PNG/JPEG bytes), 'text' (bytes), or 'tensor' (a list of
-  int64 or float, reshaped to `shape` and cast to `dtype`).
+  kind: 'image' (PNG/JPEG bytes), 'text' (bytes), 'tensor' (a list of
+  int64 or float, reshaped to `shape` and cast to `dtype`), or 'zlib' (a
+  zlib-compressed raw tensor: images of more than 4 bands).
   """
   kind: str
   dtype: str
@@ -102,6 +104,8 @@ def _feature(spec: Mapping[str, Any]) -> Optional[Feature]:
     return Feature('tensor', 'int64', ())
   if 'tensor' in spec and spec['tensor'].get('encoding', 'none') == 'none':
     return Feature('tensor', spec['tensor']['dtype'], shape(spec['tensor']))
+  if 'tensor' in spec and spec['tensor'].get('encoding') == 'zlib':
+    return Feature('zlib', spec['tensor']['dtype'], shape(spec['tensor']))
   return None  # Nested dicts (`truth`), encoded tensors: not needed here.
 
 
@@ -119,6 +123,9 @@ def _decode(feature: Any, spec: Feature) -> Any:
     return np.asarray(feature.bytes_list.value[0], dtype=object)
   if spec.kind == 'image':
     return decode_image(feature.bytes_list.value[0], spec.shape)
+  if spec.kind == 'zlib':  # More than 4 bands: a compressed raw tensor.
+    raw = zlib.decompress(feature.bytes_list.value[0])
+    return np.frombuffer(raw, spec.dtype).reshape(spec.shape)
   kind = feature.WhichOneof('kind')
   values = getattr(feature, kind).value if kind else []
   return np.asarray(values).astype(spec.dtype).reshape(spec.shape)

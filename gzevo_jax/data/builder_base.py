@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from absl import logging
+import numpy as np
 import tensorflow_datasets as tfds
+
+from gzevo_jax.data import synthetic
 
 
 class GeneratorBuilder(tfds.core.GeneratorBasedBuilder):
@@ -56,3 +59,14 @@ def _in_process(split: str, units: list[Any],
     if i % 8 == 7 or i == len(units) - 1:
       logging.info('%s: %d examples generated (%d/%d work units)', split,
                    done, i + 1, len(units))
+
+
+def truth_feature_dict() -> tfds.features.FeaturesDict:
+  """Ground-truth morphology stored with synthetic examples."""
+  def dtype(name):
+    if name in synthetic.INT_FIELDS:
+      return np.int32
+    return np.bool_ if name in synthetic.BOOL_FIELDS else np.float32
+  return tfds.features.FeaturesDict({
+      name: tfds.features.Scalar(dtype=dtype(name))
+      for name in synthetic.TRUTH_FIELDS})

@@ -11,6 +11,8 @@
                           _tiny, 400 at 32 px; _large, the same at 128 px)
   gz_rings/real           GZ Rings from `manual_dir`
   gz_radio/...            synthetic radio sources: see radio_builder.py
+  sdss5/...               synthetic five-band galaxies with redshifts:
+                          see multiband_builder.py
 
 Build from Python (`tfds.builder('gz_evo/synthetic').download_and_prepare()`
 after importing this module), with `python -m gzevo_jax.data.build`, or with
@@ -40,6 +42,7 @@ import tensorflow_datasets as tfds
 from gzevo_jax.data import builder_base
 from gzevo_jax.data import common
 from gzevo_jax.data import real
+from gzevo_jax.data import multiband_builder
 from gzevo_jax.data import radio_builder
 from gzevo_jax.data import real_tables
 from gzevo_jax.data import render
@@ -73,17 +76,6 @@ class GalaxyConfig(tfds.core.BuilderConfig):
   galaxies_per_unit: int = 256
 
 
-def _truth_features() -> tfds.features.FeaturesDict:
-  """Ground-truth morphology stored with synthetic examples."""
-  def dtype(name):
-    if name in synthetic.INT_FIELDS:
-      return np.int32
-    return np.bool_ if name in synthetic.BOOL_FIELDS else np.float32
-  return tfds.features.FeaturesDict({
-      name: tfds.features.Scalar(dtype=dtype(name))
-      for name in synthetic.TRUTH_FIELDS})
-
-
 def _image_feature(config: GalaxyConfig) -> tfds.features.Image:
   return tfds.features.Image(
       shape=(config.image_size, config.image_size, config.channels),
@@ -105,7 +97,7 @@ class GalaxyBuilderBase(builder_base.GeneratorBuilder):
     features = {'id_str': tfds.features.Text(),
                 'image': _image_feature(config), **label_features}
     if config.source == 'synthetic':
-      features['truth'] = _truth_features()
+      features['truth'] = builder_base.truth_feature_dict()
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features), citation=_CITATION,
         **kwargs)
@@ -309,7 +301,7 @@ def builder(name: str, data_dir: Optional[str] = None,
   """'gz_evo/synthetic' -> its builder (other TFDS names work too)."""
   dataset, _, config = name.partition('/')
   classes = {'gz_evo': GzEvo, 'gz_rings': GzRings,
-             'gz_radio': radio_builder.GzRadio}
+             'gz_radio': radio_builder.GzRadio, 'sdss5': multiband_builder.Sdss5}
   if dataset in classes:
     configs = {c.name: c for c in classes[dataset].BUILDER_CONFIGS}
     if config not in configs:

@@ -18,7 +18,8 @@ last batch is padded to full size and `mask` marks the real examples.
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence
+import functools
+from typing import Callable, Iterator, Optional, Sequence
 
 import ml_collections
 import numpy as np
@@ -73,16 +74,31 @@ def _read(builder: tfds.core.DatasetBuilder, shard: Shard, keys: Sequence[str],
   return ds.map(lambda ex: {k: ex[k] for k in ('image', *keys)})
 
 
-def _image_shape(builder: tfds.core.DatasetBuilder) -> tuple[int, int, int]:
-  return tuple(builder.info.features['image'].shape)
-
-
 def decode_image(encoded: tf.Tensor, shape: tuple[int, int, int]) -> tf.Tensor:
   """PNG/JPEG bytes -> float32 [H, W, C] in [0, 1]."""
   image = tf.io.decode_image(encoded, channels=shape[-1],
                              expand_animations=False)
   image.set_shape(shape)
   return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def decode_zlib_tensor(encoded: tf.Tensor,
+                       shape: tuple[int, int, int]) -> tf.Tensor:
+  """A zlib-compressed uint8 tensor (images of more than 4 bands, which no
+  PNG holds) -> float32 [H, W, C] in [0, 1]."""
+  raw = tf.io.decode_raw(tf.io.decode_compressed(encoded, 'ZLIB'), tf.uint8)
+  image = tf.reshape(raw, shape)
+  return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def image_decoder(builder: tfds.core.DatasetBuilder
+                  ) -> Callable[[tf.Tensor], tf.Tensor]:
+  """The dataset's stored image (still encoded) -> float32 [H, W, C]."""
+  feature = builder.info.features['image']
+  shape = tuple(feature.shape)
+  if isinstance(feature, tfds.features.Image):
+    return functools.partial(decode_image, shape=shape)
+  return functools.partial(decode_zlib_tensor, shape=shape)
 
 
 def train_batches(builder: tfds.core.DatasetBuilder,
@@ -125,12 +141,12 @@ def _epoch(builder: tfds.core.DatasetBuilder,
                   seed=derive_seed(seed, epoch, shard.process_index, 1))
   ds = ds.take(examples).skip(skip).enumerate(start=skip)
   view_seed = derive_seed(seed, epoch, shard.process_index, 2)
-  shape = _image_shape(builder)
+  decode = image_decoder(builder)
   size = data_config.image_size
   aug = data_config.augment
 
   def views(position, example):
-    image = decode_image(example.pop('image'), shape)
+    image = decode(example.pop('image'))
     seeds = tf.random.experimental.stateless_split(
         tf.stack([tf.constant(view_seed, tf.int64), position]), 2)
     example['image'] = augment.augment(image, seeds[0], aug, size)
@@ -156,10 +172,10 @@ def eval_batches(builder: tfds.core.DatasetBuilder, split: str, *,
   shard = Shard(split, process_index, process_count)
   ds = _read(builder, shard, keys, shuffle_seed=None, threads=threads,
              drop_remainder=False)
-  shape = _image_shape(builder)
+  decode = image_decoder(builder)
 
   def view(example):
-    image = decode_image(example.pop('image'), shape)
+    image = decode(example.pop('image'))
     example['image'] = augment.evaluation_view(image, image_size)
     example['mask'] = tf.constant(True)
     return example

@@ -48,7 +48,7 @@ class WorkUnit:
   catalogue: Catalogue
 
 
-def _ids(prefix: str, n: int) -> np.ndarray:
+def make_ids(prefix: str, n: int) -> np.ndarray:
   return np.array([f'{prefix}-{i:07d}' for i in range(n)])
 
 
@@ -58,7 +58,7 @@ def gz_evo_catalogue(schema: Schema, num_galaxies: int,
   rng = np.random.default_rng([seed, 0])
   m = morph.sample_morphology(num_galaxies, rng)
   votes, member = volunteers.gz_evo_votes(schema, m, labelled_fraction, rng)
-  return Catalogue(ids=_ids(f'synth{seed}', num_galaxies), morphology=m,
+  return Catalogue(ids=make_ids(f'synth{seed}', num_galaxies), morphology=m,
                    labels={'votes': votes, 'campaigns': member})
 
 
@@ -95,7 +95,7 @@ def rings_catalogue(num_galaxies: int, seed: int) -> Catalogue:
     parts.append(m)
     have += m.num_galaxies
   m = morph.concatenate(parts).take(np.arange(num_galaxies))
-  return Catalogue(ids=_ids(f'rings{seed}', num_galaxies), morphology=m,
+  return Catalogue(ids=make_ids(f'rings{seed}', num_galaxies), morphology=m,
                    labels={'ring_votes': volunteers.ring_votes(m, rng)})
 
 
