@@ -114,3 +114,20 @@ def sample_budget(labels: np.ndarray, budget: int | None,
       for c, n in zip(classes, counts)
   ]
   return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def sample_subset(num_examples: int, budget: int | None,
+                  seed: int) -> np.ndarray:
+  """Sorted indices of `budget` of `num_examples` examples drawn uniformly
+  without repeats (all for None): the budget for a regression target,
+  which has no classes to stratify."""
+  if budget is None:
+    return np.arange(num_examples, dtype=np.int64)
+  budget = _check_budget_value(budget)
+  if budget > num_examples:
+    raise BudgetError(
+        f'Label budget {budget} exceeds the {num_examples} labelled examples '
+        f'available; lower the budget or use {ALL!r}.')
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(num_examples, size=budget,
+                            replace=False)).astype(np.int64)
