@@ -1,0 +1,84 @@
+"""Calibration of class probabilities: expected calibration error and a
+reliability diagram (Guo et al. 2017), for the semi-supervised comparison.
+
+Predictions are binned by confidence (the top class probability) into
+`num_bins` equal-width bins on (0, 1]; in each bin, accuracy is the share
+whose top class is right and confidence the mean top probability. ECE is
+the bin-count-weighted mean of |accuracy - confidence|: 0 for a perfectly
+calibrated classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ReliabilityBins:
+  """Per confidence bin: its edges, count, mean confidence and accuracy
+  (NaN where empty)."""
+  edges: np.ndarray        # [num_bins + 1], 0 to 1.
+  counts: np.ndarray       # [num_bins].
+  confidence: np.ndarray   # [num_bins].
+  accuracy: np.ndarray     # [num_bins].
+
+  @property
+  def ece(self) -> float:
+    filled = self.counts > 0
+    gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+    return float(np.sum(self.counts[filled] * gaps) / self.counts.sum())
+
+
+def reliability_bins(prob: np.ndarray, labels: np.ndarray,
+                     num_bins: int = 15) -> ReliabilityBins:
+  """Bins [N, C] class probabilities of N examples with true `labels`."""
+  prob = np.asarray(prob, np.float64)
+  labels = np.asarray(labels)
+  if prob.ndim != 2 or labels.shape != (len(prob),) or not len(prob):
+    raise ValueError(f'need probabilities [N, C] and labels [N]; got '
+                     f'{prob.shape} and {labels.shape}')
+  confidence = prob.max(axis=1)
+  correct = prob.argmax(axis=1) == labels
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  # Right-closed bins (a, b]; a confidence of exactly 0 joins the first.
+  index = np.clip(np.searchsorted(edges, confidence, side='left') - 1, 0,
+                  num_bins - 1)
+  counts = np.bincount(index, minlength=num_bins)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    mean_confidence = np.bincount(index, confidence, num_bins) / counts
+    accuracy = np.bincount(index, correct.astype(np.float64),
+                           num_bins) / counts
+  return ReliabilityBins(edges, counts, mean_confidence, accuracy)
+
+
+def expected_calibration_error(prob: np.ndarray, labels: np.ndarray,
+                               num_bins: int = 15) -> float:
+  """ECE of [N, C] probabilities against `labels`, equal-width bins."""
+  return reliability_bins(prob, labels, num_bins).ece
+
+
+def plot_reliability(bins: ReliabilityBins, path: str, title: str = '') -> str:
+  """Writes the reliability diagram (accuracy against confidence per bin,
+  the diagonal being perfect calibration) to `path`; returns it."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  centres = (bins.edges[:-1] + bins.edges[1:]) / 2
+  width = np.diff(bins.edges)
+  fig, ax = plt.subplots(figsize=(4.5, 4.5))
+  filled = bins.counts > 0
+  ax.bar(centres[filled], bins.accuracy[filled], width=width[filled],
+         edgecolor='black', alpha=0.7, label='accuracy')
+  ax.plot([0, 1], [0, 1], 'k--', label='perfect calibration')
+  ax.set_xlabel('confidence')
+  ax.set_ylabel('accuracy')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_title(f'{title} (ECE {bins.ece:.3f})'.strip())
+  ax.legend(loc='upper left')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
