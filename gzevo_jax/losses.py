@@ -1,4 +1,5 @@
-"""Pure, jit-able losses: Dirichlet-Multinomial over votes, BYOL, and the hybrid.
+"""Pure, jit-able losses: Dirichlet-Multinomial over votes, BYOL, the hybrid,
+and FixMatch's unlabelled term.
 
 See ARCHITECTURE.md ("The science in one page") for the formulas. All three are
 plain functions of arrays, so they run inside any transform (jit, grad,
@@ -132,3 +133,23 @@ def hybrid_loss(byol: Array, supervised: Array, weight: float,
                 rescale: bool = False) -> Array:
   """L_byol + factor * L_sup, with `supervised_weight` giving the factor."""
   return byol + supervised_weight(byol, supervised, weight, rescale) * supervised
+
+
+def fixmatch_unlabelled_loss(weak_logits: Array, strong_logits: Array,
+                             threshold: float) -> tuple[Array, Array]:
+  """FixMatch's unlabelled term (Sohn et al. 2020) and its mask.
+
+  Each unlabelled example's weakly augmented view gives a pseudo-label, the
+  argmax of its predicted distribution, kept only where that distribution's
+  maximum is at least `threshold`; the strongly augmented view is trained
+  towards it with cross-entropy. Pseudo-labels are under stop-gradient.
+  Returns (the loss averaged over all unlabelled examples, masked ones
+  counting 0, as in the paper; the float mask [batch]).
+  """
+  weak_prob = jax.nn.softmax(jax.lax.stop_gradient(weak_logits), axis=-1)
+  pseudo_label = jnp.argmax(weak_prob, axis=-1)
+  mask = (jnp.max(weak_prob, axis=-1) >= threshold).astype(jnp.float32)
+  log_prob = jax.nn.log_softmax(strong_logits, axis=-1)
+  cross_entropy = -jnp.take_along_axis(log_prob, pseudo_label[:, None],
+                                       axis=-1)[:, 0]
+  return jnp.mean(mask * cross_entropy), mask

@@ -191,3 +191,46 @@ def test_rescaled_weight_is_zero_for_an_unlabelled_batch():
                                         1.0, rescale=True)) == 0.0
   assert float(losses.hybrid_loss(jnp.float32(3.0), jnp.float32(0.0), 1.0,
                                   rescale=True)) == 3.0
+
+
+def _fixmatch_reference(weak_logits, strong_logits, threshold):
+  """FixMatch's unlabelled loss, one example at a time, in numpy."""
+  total, mask = 0.0, []
+  for weak, strong in zip(np.asarray(weak_logits, np.float64),
+                          np.asarray(strong_logits, np.float64)):
+    p = np.exp(weak - weak.max())
+    p /= p.sum()
+    keep = p.max() >= threshold
+    mask.append(float(keep))
+    if keep:
+      log_q = strong - strong.max() - np.log(np.exp(strong - strong.max()).sum())
+      total -= log_q[np.argmax(p)]
+  return total / len(weak_logits), np.array(mask)
+
+
+def test_fixmatch_masks_unconfident_examples_and_matches_numpy():
+  rng = np.random.default_rng(0)
+  weak = rng.normal(size=(64, 3)) * 3
+  strong = rng.normal(size=(64, 3))
+  loss, mask = losses.fixmatch_unlabelled_loss(jnp.asarray(weak),
+                                               jnp.asarray(strong), 0.95)
+  expected_loss, expected_mask = _fixmatch_reference(weak, strong, 0.95)
+  np.testing.assert_array_equal(np.asarray(mask), expected_mask)
+  assert 0 < expected_mask.mean() < 1  # Some kept, some masked.
+  assert float(loss) == pytest.approx(expected_loss, rel=1e-5)
+  # Threshold 0 keeps every example; above 1, none (and the loss is 0).
+  assert float(losses.fixmatch_unlabelled_loss(
+      jnp.asarray(weak), jnp.asarray(strong), 0.0)[1].mean()) == 1.0
+  none = losses.fixmatch_unlabelled_loss(jnp.asarray(weak),
+                                         jnp.asarray(strong), 1.01)
+  assert float(none[0]) == 0.0 and float(none[1].sum()) == 0.0
+
+
+def test_fixmatch_pseudo_labels_carry_no_gradient():
+  weak = jnp.array([[4.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+  strong = jnp.array([[0.5, 0.1, 0.2], [0.1, 0.2, 0.3]])
+  grad_weak, grad_strong = jax.grad(
+      lambda w, s: losses.fixmatch_unlabelled_loss(w, s, 0.5)[0],
+      argnums=(0, 1))(weak, strong)
+  np.testing.assert_array_equal(np.asarray(grad_weak), 0.0)
+  assert float(jnp.abs(grad_strong).sum()) > 0
