@@ -116,8 +116,8 @@ def test_both_pipelines_read_the_five_band_tensors_alike(sdss5):
 def test_stored_galaxies_redden_with_redshift(sdss5):
   """The z / g colour of each galaxy's core (its 20 brightest r-band
   pixels) rises with redshift in the stored images. Weakly (rank
-  correlation ~0.2 on 400 galaxies): the display stretch saturates bright
-  cores in every band."""
+  correlation ~0.2 on 400 galaxies): galaxy types spread colours as much as
+  redshift does, and the asinh stretch compresses flux ratios."""
   from gzevo_jax.data import build, pipeline
   builder = build.prepare('sdss5/synthetic_tiny', data_dir=sdss5)
   batch = next(pipeline.eval_batches(builder, 'train', batch_size=400,
