@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO_ROOT
 from gzevo_jax import config_lib
 from gzevo_jax import train
+from gzevo_jax.data.common import DataError
 from gzevo_jax.evaluation import budgets
 from gzevo_jax.evaluation import photoz
 
@@ -57,3 +58,6 @@ def test_photoz_smoke_on_five_bands(tmp_path):
   assert len(table.strip().splitlines()) == 4
   with open(tmp_path / 'photoz' / 'results.json') as f:
     assert json.load(f)['pretrained_objective'] == 'contrastive'
+  config.data.target_key = 'redshfit'  # A typo names the field and choices.
+  with pytest.raises(DataError, match="target_key='redshfit'.*redshift"):
+    photoz.run(config, str(tmp_path / 'typo'))

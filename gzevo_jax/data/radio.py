@@ -163,13 +163,20 @@ _MODELS = {'FRI': _fri, 'FRII': _frii, 'compact': _compact,
            'artefact': _artefact}
 
 
-def sky_model(source: RadioSources, image_size: int) -> np.ndarray:
-  """One source's sky before the beam, float64 [H, W], peak near 1."""
+def axis_coordinates(source: RadioSources,
+                     image_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(u, v) [H, W] of each pixel centre: along the jet axis from the core,
+  and across it, in image widths."""
   grid = (np.arange(image_size) + 0.5) / image_size - 0.5
   x = grid[None, :] - source.offset[0]
   y = grid[:, None] - source.offset[1]
   cos, sin = np.cos(source.angle), np.sin(source.angle)
-  u, v = x * cos + y * sin, -x * sin + y * cos
+  return x * cos + y * sin, -x * sin + y * cos
+
+
+def sky_model(source: RadioSources, image_size: int) -> np.ndarray:
+  """One source's sky before the beam, float64 [H, W], peak near 1."""
+  u, v = axis_coordinates(source, image_size)
   model = _MODELS[RADIO_KINDS[source.kind]]
   return model(u, v, source, float(source.beam_fwhm))
 
@@ -222,12 +229,7 @@ def fr_ratio(image: np.ndarray, source: RadioSources,
   `image` is [H, W]; the profile is the maximum over a band one beam wide
   around the axis, so bent plumes are followed.
   """
-  size = image.shape[-1]
-  grid = (np.arange(size) + 0.5) / size - 0.5
-  x = grid[None, :] - source.offset[0]
-  y = grid[:, None] - source.offset[1]
-  cos, sin = np.cos(source.angle), np.sin(source.angle)
-  u, v = x * cos + y * sin, -x * sin + y * cos
+  u, v = axis_coordinates(source, image.shape[-1])
   beam = float(source.beam_fwhm)
   band = np.abs(v) < max(beam, 0.3 * float(source.extent) *
                          abs(float(source.bend)) + beam)

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from gzevo_jax import config_lib
+from gzevo_jax.data import common
 from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import probe as probe_lib
@@ -90,6 +91,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   key = config.data.target_key
   budget_list = budgets_lib.parse_budgets(config.budgets)
   extractor = features_lib.load_extractor(config)
+  if extractor.data.feature_shapes.get(key, None) != ():
+    raise common.DataError(
+        f'config.data.target_key={key!r}: {config.data.dataset} has no '
+        f'scalar feature {key!r}; it has '
+        f'{", ".join(sorted(extractor.data.feature_shapes))}')
   splits = {s: extractor.extract(s, (key,)) for s in SPLITS}
   for budget in budget_list:  # Fail before any fitting, not halfway.
     budgets_lib.sample_subset(splits['train'].num_examples, budget, 0)
