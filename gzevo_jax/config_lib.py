@@ -157,7 +157,8 @@ def _knn_monitor_config() -> ml_collections.ConfigDict:
 
 
 DOWNSTREAM_TASKS = ('linear_probe', 'finetune', 'similarity', 'votes',
-                    'label_efficiency', 'ablation', 'predict', 'photoz')
+                    'label_efficiency', 'ablation', 'predict', 'photoz',
+                    'fixmatch')
 
 
 def encoder_evaluation_config(task: str) -> ml_collections.ConfigDict:

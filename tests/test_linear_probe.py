@@ -140,7 +140,7 @@ def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
   model = finetune.Classifier(
       finetune.models.build_encoder_from_config(
           checkpoint.load_config_and_schema(pretrained['hybrid'])[0].model), 2)
-  variables = finetune._initial_variables(config, model, (16, 16, 3), 0)
+  variables = finetune.initial_variables(config, model, (16, 16, 3), 0)
   _, encoder_vars = checkpoint.restore_encoder(pretrained['hybrid'])
   for a, b in zip(jax.tree.leaves(variables['params']['encoder']),
                   jax.tree.leaves(encoder_vars['params'])):
@@ -156,7 +156,7 @@ def test_direct_baseline_starts_from_scratch(pretrained, tmp_path):
   model = finetune.Classifier(
       finetune.models.build_encoder_from_config(
           checkpoint.load_config_and_schema(pretrained['hybrid'])[0].model), 2)
-  variables = finetune._initial_variables(config, model, (16, 16, 3), 0)
+  variables = finetune.initial_variables(config, model, (16, 16, 3), 0)
   _, encoder_vars = checkpoint.restore_encoder(pretrained['hybrid'])
   assert not all(np.array_equal(a, b) for a, b in zip(
       jax.tree.leaves(variables['params']['encoder']),
@@ -178,9 +178,10 @@ def test_finetune_resumes_at_the_first_unfinished_seed(pretrained, tmp_path,
   trained_seeds = []
   train_classifier = finetune.train_classifier
 
-  def counting(model, variables, train_split, val, config, seed):
+  def counting(model, variables, train_split, val, config, seed, pool=None):
     trained_seeds.append(seed)
-    return train_classifier(model, variables, train_split, val, config, seed)
+    return train_classifier(model, variables, train_split, val, config, seed,
+                            pool)
   monkeypatch.setattr(finetune, 'train_classifier', counting)
   again = finetune.run(config, str(tmp_path))
   assert trained_seeds == [1]

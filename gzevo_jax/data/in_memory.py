@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from gzevo_jax.data import augment_np
 from gzevo_jax.data import render
 from gzevo_jax.data import synthetic
 from gzevo_jax.schema import Schema
@@ -37,6 +38,43 @@ def dihedral(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     image = np.rot90(images[i], k)
     out[i] = image[:, ::-1] if flip else image
   return out
+
+
+def translate(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+  """`image` [H, W, C] moved by (dy, dx) pixels, the uncovered edge zero."""
+  h, w = image.shape[:2]
+  out = np.zeros_like(image)
+  out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = (
+      image[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)])
+  return out
+
+
+def strong_augment(images: np.ndarray, rng: np.random.Generator,
+                   max_shift: float = 0.125,
+                   max_cutout: float = 0.5) -> np.ndarray:
+  """FixMatch's strong view of uint8 images [N, H, W, C], for radio sources.
+
+  After a flip and quarter turn: a rotation by any angle, a shift of up to
+  `max_shift` of the side, a gamma change in [1/2, 2] (faint emission
+  brighter or fainter) and a cutout square of up to `max_cutout` of the
+  side set to the background (0), as FixMatch's RandAugment ends with
+  Cutout. Colour operations of RandAugment have no meaning for one band.
+  """
+  n, h, w = images.shape[:3]
+  out = dihedral(images, rng).astype(np.float32) / 255.0
+  angles = rng.uniform(0.0, 2 * np.pi, n)
+  shifts = np.round(rng.uniform(-max_shift, max_shift, (n, 2)) *
+                    (h, w)).astype(int)
+  gammas = np.exp(rng.uniform(-np.log(2.0), np.log(2.0), n))
+  sides = np.round(rng.uniform(0.0, max_cutout, n) * min(h, w)).astype(int)
+  corners = rng.uniform(0.0, 1.0, (n, 2))
+  for i in range(n):
+    image = translate(augment_np.rotate(out[i], angles[i]), *shifts[i])
+    image = np.clip(image, 0.0, 1.0) ** gammas[i]
+    y, x = (corners[i] * (h - sides[i], w - sides[i])).astype(int)
+    image[y:y + sides[i], x:x + sides[i]] = 0.0
+    out[i] = image
+  return np.round(out * 255.0).astype(np.uint8)
 
 
 def batch_indices(num_examples: int, global_batch_size: int, step: int,

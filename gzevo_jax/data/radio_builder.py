@@ -8,7 +8,8 @@
   gz_radio/synthetic_pool_shift  the same from survey B (broader beam,
                              larger, fainter sources, more compacts and
                              artefacts): the shifted unlabelled pool
-  gz_radio/synthetic_tiny, synthetic_pool_tiny  smoke tests, 32 px
+  gz_radio/synthetic_tiny, synthetic_pool_tiny, synthetic_pool_shift_tiny
+                                               smoke tests, 32 px
 
 Pretraining reads a pool's `train` split and the FR task is evaluated like
 GZ Rings, so the two roles are two datasets, as GZ-Evo and GZ Rings are.
@@ -136,6 +137,10 @@ class GzRadio(builder_base.GeneratorBuilder):
       RadioConfig(name='synthetic_pool_tiny', labelled=False,
                   num_sources=600, image_size=32, sources_per_unit=100,
                   description='Smoke tests: a survey-A pool, 600 at 32 px.'),
+      RadioConfig(name='synthetic_pool_shift_tiny', survey='B',
+                  labelled=False, num_sources=600, image_size=32,
+                  sources_per_unit=100,
+                  description='Smoke tests: a survey-B pool, 600 at 32 px.'),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:

@@ -39,8 +39,19 @@ def reliability_bins(prob: np.ndarray, labels: np.ndarray,
   if prob.ndim != 2 or labels.shape != (len(prob),) or not len(prob):
     raise ValueError(f'need probabilities [N, C] and labels [N]; got '
                      f'{prob.shape} and {labels.shape}')
-  confidence = prob.max(axis=1)
-  correct = prob.argmax(axis=1) == labels
+  return confidence_bins(prob.max(axis=1), prob.argmax(axis=1) == labels,
+                         num_bins)
+
+
+def confidence_bins(confidence: np.ndarray, correct: np.ndarray,
+                    num_bins: int = 15) -> ReliabilityBins:
+  """Bins predictions by their `confidence` [N]; `correct` [N] says whether
+  each prediction was right."""
+  confidence = np.asarray(confidence, np.float64)
+  correct = np.asarray(correct, bool)
+  if confidence.shape != correct.shape or confidence.ndim != 1:
+    raise ValueError(f'need confidence [N] and correct [N]; got '
+                     f'{confidence.shape} and {correct.shape}')
   edges = np.linspace(0.0, 1.0, num_bins + 1)
   # Right-closed bins (a, b]; a confidence of exactly 0 joins the first.
   index = np.clip(np.searchsorted(edges, confidence, side='left') - 1, 0,
@@ -59,15 +70,10 @@ def expected_calibration_error(prob: np.ndarray, labels: np.ndarray,
   return reliability_bins(prob, labels, num_bins).ece
 
 
-def plot_reliability(bins: ReliabilityBins, path: str, title: str = '') -> str:
-  """Writes the reliability diagram (accuracy against confidence per bin,
-  the diagonal being perfect calibration) to `path`; returns it."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+def _draw_reliability(ax, bins: ReliabilityBins, title: str) -> None:
+  """Accuracy against confidence per bin, and the diagonal, on `ax`."""
   centres = (bins.edges[:-1] + bins.edges[1:]) / 2
   width = np.diff(bins.edges)
-  fig, ax = plt.subplots(figsize=(4.5, 4.5))
   filled = bins.counts > 0
   ax.bar(centres[filled], bins.accuracy[filled], width=width[filled],
          edgecolor='black', alpha=0.7, label='accuracy')
@@ -76,9 +82,32 @@ def plot_reliability(bins: ReliabilityBins, path: str, title: str = '') -> str:
   ax.set_ylabel('accuracy')
   ax.set_xlim(0, 1)
   ax.set_ylim(0, 1)
-  ax.set_title(f'{title} (ECE {bins.ece:.3f})'.strip())
-  ax.legend(loc='upper left')
-  fig.tight_layout()
+  ax.set_title(f'{title} (ECE {bins.ece:.3f})'.strip(), fontsize=9)
+
+
+def plot_reliability(bins: ReliabilityBins, path: str, title: str = '') -> str:
+  """Writes the reliability diagram (accuracy against confidence per bin,
+  the diagonal being perfect calibration) to `path`; returns it."""
+  return plot_reliability_grid([[(bins, title)]], path)
+
+
+def plot_reliability_grid(panels: list[list[tuple[ReliabilityBins, str]]],
+                          path: str) -> str:
+  """Reliability diagrams in rows and columns ((bins, title) per panel),
+  one figure at `path`; returns it."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  rows, cols = len(panels), max(len(row) for row in panels)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows),
+                           squeeze=False, layout='constrained')
+  for r, row in enumerate(panels):
+    for c in range(cols):
+      if c < len(row):
+        _draw_reliability(axes[r][c], *row[c])
+      else:
+        axes[r][c].axis('off')
+  axes[0][0].legend(loc='upper left', fontsize=8)
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path

@@ -21,6 +21,7 @@ Rings-sized tasks rather than pod-scale finetuning.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -38,6 +39,7 @@ import optax
 
 from gzevo_jax import checkpoint
 from gzevo_jax import config_lib
+from gzevo_jax import losses
 from gzevo_jax import models
 from gzevo_jax import optim
 from gzevo_jax.data import in_memory
@@ -116,6 +118,48 @@ def _train_step(params, batch_stats, opt_state, images, labels, *, model, tx):
   return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
 
+@dataclasses.dataclass(frozen=True)
+class UnlabelledPool:
+  """FixMatch's unlabelled stream (Sohn et al. 2020).
+
+  Each step draws `ratio` (mu) unlabelled images per labelled one; the
+  weak view's confident (>= `threshold`) predictions are pseudo-labels for
+  the strong view, whose loss counts `weight` (lambda_u) times.
+  """
+  images: np.ndarray   # uint8 [N, H, W, C].
+  ratio: int
+  threshold: float
+  weight: float
+
+
+@functools.partial(jax.jit,
+                   static_argnames=('model', 'tx', 'threshold', 'weight'))
+def _fixmatch_step(params, batch_stats, opt_state, images, labels, weak,
+                   strong, *, model, tx, threshold, weight):
+  """One FixMatch step: labelled, weak and strong views in one forward pass
+  (BatchNorm sees all three, as in the reference implementation)."""
+  labelled, unlabelled = images.shape[0], weak.shape[0]
+
+  def loss_fn(p):
+    logits, updates = model.apply(
+        {'params': p, 'batch_stats': batch_stats},
+        jnp.concatenate([images, weak, strong]), train=True,
+        mutable=['batch_stats'])
+    supervised = optax.softmax_cross_entropy_with_integer_labels(
+        logits[:labelled], labels).mean()
+    pseudo, mask = losses.fixmatch_unlabelled_loss(
+        logits[labelled:labelled + unlabelled],
+        logits[labelled + unlabelled:], threshold)
+    return supervised + weight * pseudo, (updates['batch_stats'],
+                                          jnp.mean(mask))
+
+  (loss, (batch_stats, mask_rate)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return (optax.apply_updates(params, updates), batch_stats, opt_state, loss,
+          mask_rate)
+
+
 @functools.partial(jax.jit, static_argnames=('model',))
 def _logits(variables, images, *, model):
   return model.apply(variables, images, train=False)
@@ -139,12 +183,15 @@ def _loss(prob: np.ndarray, labels: np.ndarray) -> float:
 
 def train_classifier(model: Classifier, variables: Any, train: features_lib.Images,
                      val: features_lib.Images, config: ml_collections.ConfigDict,
-                     seed: int) -> tuple[Any, dict[str, Any]]:
+                     seed: int, pool: Optional[UnlabelledPool] = None
+                     ) -> tuple[Any, dict[str, Any]]:
   """Trains with early stopping on validation loss; returns the best weights.
 
   Runs at most `config.max_epochs` epochs of `len(train) // batch_size`
   steps (at least `min_steps_per_epoch`), stopping after `config.patience`
-  epochs without a lower validation loss.
+  epochs without a lower validation loss. With a `pool`, every step is a
+  FixMatch step, and the info adds the share of unlabelled images that
+  passed the threshold over the run ('mask_rate').
   """
   batch_size = min(config.batch_size, len(train.labels))
   # Small budgets still get `min_steps_per_epoch` steps between validations.
@@ -157,6 +204,7 @@ def train_classifier(model: Classifier, variables: Any, train: features_lib.Imag
   opt_state = tx.init(params)
   rng = np.random.default_rng([seed, 7])
   best = (np.inf, variables, 0)
+  mask_rates = []
   for epoch in range(1, config.max_epochs + 1):
     passes = -(-steps_per_epoch * batch_size // len(train.labels))
     order = np.concatenate([rng.permutation(len(train.labels))
@@ -164,20 +212,33 @@ def train_classifier(model: Classifier, variables: Any, train: features_lib.Imag
     for step in range(steps_per_epoch):
       index = order[step * batch_size:(step + 1) * batch_size]
       images = _to_float(in_memory.dihedral(train.images[index], rng))
-      params, batch_stats, opt_state, _ = _train_step(
-          params, batch_stats, opt_state, images,
-          jnp.asarray(train.labels[index]), model=model, tx=tx)
+      labels = jnp.asarray(train.labels[index])
+      if pool is None:
+        params, batch_stats, opt_state, _ = _train_step(
+            params, batch_stats, opt_state, images, labels, model=model,
+            tx=tx)
+        continue
+      drawn = pool.images[rng.integers(0, len(pool.images),
+                                       pool.ratio * batch_size)]
+      params, batch_stats, opt_state, _, mask_rate = _fixmatch_step(
+          params, batch_stats, opt_state, images, labels,
+          _to_float(in_memory.dihedral(drawn, rng)),
+          _to_float(in_memory.strong_augment(drawn, rng)), model=model,
+          tx=tx, threshold=pool.threshold, weight=pool.weight)
+      mask_rates.append(mask_rate)
     current = {'params': params, 'batch_stats': batch_stats}
     val_loss = _loss(predict_proba(model, current, val.images), val.labels)
     if val_loss < best[0]:
       best = (val_loss, current, epoch)
     elif epoch - best[2] >= config.patience:
       break
-  return best[1], {'best_epoch': best[2], 'epochs': epoch,
-                   'val_loss': best[0]}
+  info = {'best_epoch': best[2], 'epochs': epoch, 'val_loss': best[0]}
+  if pool is not None:
+    info['mask_rate'] = float(np.mean(jax.device_get(mask_rates)))
+  return best[1], info
 
 
-def _initial_variables(config: ml_collections.ConfigDict, model: Classifier,
+def initial_variables(config: ml_collections.ConfigDict, model: Classifier,
                        image_shape: tuple[int, int, int], seed: int) -> Any:
   """Pretrained encoder + fresh head, or all fresh ('scratch')."""
   variables = jax.jit(lambda key: model.init(
@@ -269,24 +330,51 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f'{config.layer_decay}')
 
 
-def _train_and_score(model: Classifier, variables: Any,
-                     splits: dict[str, features_lib.Images], index: np.ndarray,
-                     config: ml_collections.ConfigDict,
-                     seed: int) -> dict[str, Any]:
-  """One (budget, seed) run: train on `index`, early-stop, score on test."""
+def train_and_score(model: Classifier, variables: Any,
+                    splits: dict[str, features_lib.Images], index: np.ndarray,
+                    config: ml_collections.ConfigDict, seed: int,
+                    method: str, pool: Optional[UnlabelledPool] = None
+                    ) -> tuple[dict[str, Any], np.ndarray]:
+  """One (budget, seed) run: train on `index` (and `pool`), early-stop,
+  score on test; (the row, the test class probabilities)."""
   variables, info = train_classifier(model, variables,
                                      splits['train'].take(index),
-                                     splits['validation'], config, seed)
+                                     splits['validation'], config, seed, pool)
   prob = predict_proba(model, variables, splits['test'].images)
   metrics = probe_lib.classification_metrics(splits['test'].labels, prob)
   # The best epoch's validation score: what an experiment may choose by.
   validation = probe_lib.classification_metrics(
       splits['validation'].labels,
       predict_proba(model, variables, splits['validation'].images))
-  return {'budget': len(index), 'seed': seed,
-          'method': f'finetune_{config.init}', **metrics, **info,
-          'validation_balanced_accuracy': validation['balanced_accuracy'],
-          'test_predicted': linear_probe.predicted_classes(prob)}
+  row = {'budget': len(index), 'seed': seed, 'method': method, **metrics,
+         **info,
+         'validation_balanced_accuracy': validation['balanced_accuracy'],
+         'test_predicted': linear_probe.predicted_classes(prob)}
+  return row, prob
+
+
+def load_task(data: Any, config: ml_collections.ConfigDict, image_size: int
+              ) -> tuple[dict[str, features_lib.Images], list[Optional[int]]]:
+  """The labelled splits in memory and the budgets, each budget checked
+  against the train split before anything trains (not halfway)."""
+  splits = {s: features_lib.load_images(data, s, image_size,
+                                        config.data.label_key,
+                                        config.max_examples)
+            for s in linear_probe.SPLITS}
+  budget_list = budgets_lib.parse_budgets(config.budgets)
+  for budget in budget_list:
+    budgets_lib.sample_budget(splits['train'].labels, budget, 0)
+  return splits, budget_list
+
+
+def build_classifier(model_config: ml_collections.ConfigDict,
+                     splits: dict[str, features_lib.Images]) -> Classifier:
+  """The configured encoder plus a head over the splits' classes, for one
+  device (BatchNorm needs no cross-device axis here)."""
+  num_classes = int(max(s.labels.max() for s in splits.values())) + 1
+  encoder = models.build_encoder_from_config(model_config).clone(
+      bn_axis_name=None)
+  return Classifier(encoder, num_classes)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -303,17 +391,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   data = sources.eval_dataset(config.data)
   features_lib.check_bands(data, pretrained, config, step)
   image_size = config.data.image_size or pretrained.data.image_size
-  key = config.data.label_key
-  splits = {s: features_lib.load_images(data, s, image_size, key, config.max_examples)
-            for s in linear_probe.SPLITS}
-  budget_list = budgets_lib.parse_budgets(config.budgets)
-  for budget in budget_list:  # Fail before any training, not halfway.
-    budgets_lib.sample_budget(splits['train'].labels, budget, 0)
-  num_classes = int(max(s.labels.max() for s in splits.values())) + 1
-  # One device: BatchNorm needs no cross-device axis here.
-  encoder = models.build_encoder_from_config(pretrained.model).clone(
-      bn_axis_name=None)
-  model = Classifier(encoder, num_classes)
+  splits, budget_list = load_task(data, config, image_size)
+  model = build_classifier(pretrained.model, splits)
   image_shape = splits['train'].images.shape[1:]
   rows = []
   progress = SeedProgress(workdir, config, progress_record)
@@ -325,9 +404,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         rows.append(finished)
         continue
       index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
-      variables = _initial_variables(config, model, image_shape, seed)
-      rows.append(_train_and_score(model, variables, splits, index, config,
-                                   seed))
+      variables = initial_variables(config, model, image_shape, seed)
+      rows.append(train_and_score(model, variables, splits, index, config,
+                                  seed, f'finetune_{config.init}')[0])
       progress.add(budget, seed, rows[-1])
     logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
                  config.num_seeds, time.perf_counter() - start)
