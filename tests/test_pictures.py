@@ -47,3 +47,23 @@ def test_write_pictures_makes_both_grids(tmp_path):
       assert image.size[0] > 300 and image.size[1] > 150
       pixels = np.asarray(image.convert('L'), float)
     assert pixels.std() > 10  # Not blank.
+
+
+def test_label_titles_name_the_radio_classes():
+  assert pictures.label_title('gz_radio/synthetic', 0) == 'FRI'
+  assert pictures.label_title('gz_radio/synthetic', 1) == 'FRII'
+  assert pictures.label_title('gz_radio/synthetic_pool', -1) == 'unlabelled'
+  assert pictures.label_title('gz_rings/synthetic', 1) == 'label 1'
+
+
+def test_write_pictures_titles_a_dataset_without_votes_by_label(tmp_path):
+  from conftest import REPO_ROOT
+  from gzevo_jax import config_lib
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'radio_byol.py:smoke'))
+  config.data.dataset = 'gz_radio/synthetic_tiny'
+  config.data.data_dir = str(tmp_path / 'tfds')
+  paths = pictures.write_pictures(config, str(tmp_path), num=4)
+  for path in paths:
+    with Image.open(path) as image:
+      assert np.asarray(image.convert('L'), float).std() > 10

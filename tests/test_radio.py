@@ -1,5 +1,6 @@
 """The synthetic radio sources, their datasets, and the radio BYOL system."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -18,31 +19,62 @@ def _sources(kind, n, survey='A', seed=0):
                               np.random.default_rng(seed))
 
 
+def _with(sources, **fields):
+  """`sources` with some fields set to one value for every source."""
+  return dataclasses.replace(sources, **{
+      name: np.full(len(sources), value) for name, value in fields.items()})
+
+
+def _ratios(sources, size=64):
+  images = radio.render(sources, size)
+  return np.array([radio.fr_ratio(images[i], sources.take(i), 3.0)
+                   for i in range(len(sources))])
+
+
 @pytest.mark.parametrize('survey', ['A', 'B'])
-def test_fr_ratio_separates_the_classes(survey):
-  """Fanaroff & Riley's criterion, measured on the noisy images."""
-  ratios = {}
-  for kind in (FRI, FRII):
-    sources = _sources(kind, 40, survey)
-    images = radio.render(sources, 64)
-    ratios[kind] = np.array([radio.fr_ratio(images[i], sources.take(i), 3.0)
-                             for i in range(len(sources))])
-  assert np.mean(ratios[FRI] < 0.5) >= 0.85
-  assert np.mean(ratios[FRII] > 0.5) >= 0.85
+def test_fr_ratio_follows_the_edge_brightening(survey):
+  """Fanaroff & Riley's criterion, measured on the noisy images: below the
+  break at low edge brightening, above it at high, mixed at the break."""
+  sources = _with(_sources(FRI, 60, survey), neighbours=0)
+  edge_darkened = _ratios(_with(sources, edge=0.15))
+  edge_brightened = _ratios(_with(sources, edge=0.85))
+  at_the_break = _ratios(_with(sources, edge=0.5))
+  assert np.mean(edge_darkened < 0.5) >= 0.85
+  assert np.mean(edge_brightened > 0.5) >= 0.85
+  assert 0.2 <= np.mean(at_the_break > 0.5) <= 0.9
 
 
-def test_fri_fades_outward_and_frii_brightens_outward():
-  for kind, outward_brighter in ((FRI, False), (FRII, True)):
-    sources = _sources(kind, 40)
-    resolved = np.flatnonzero(sources.extent > 8 * sources.beam_fwhm)
-    assert len(resolved) >= 20
+def test_the_classes_lie_on_either_side_of_the_break():
+  fri, frii = _sources(FRI, 500), _sources(FRII, 500)
+  low, high = radio.EDGE_MARGIN, 1.0 - radio.EDGE_MARGIN
+  assert fri.edge.min() >= low and fri.edge.max() < 0.5
+  assert frii.edge.min() >= 0.5 and frii.edge.max() <= high
+  # Core prominence does not depend on the class.
+  for sources in (fri, frii):
+    assert sources.core.min() >= radio.CORE_RANGE[0]
+    assert sources.core.max() <= radio.CORE_RANGE[1]
+    assert np.median(np.log(sources.core)) == pytest.approx(
+        np.mean(np.log(radio.CORE_RANGE)), abs=0.25)
+  # Tailed sources are the edge-darkened ones.
+  assert np.abs(fri.bend).mean() > 2 * np.abs(frii.bend).mean()
+
+
+def test_fr_components_peak_at_one_after_the_beam():
+  source = _sources(FRII, 1).take(0)
+  for part in radio.fr_components(source, 64):
+    convolved = radio.beam_convolve(part, float(source.beam_fwhm))
+    assert convolved.max() == pytest.approx(1.0)
+
+
+def test_jets_fade_outward_and_lobes_brighten_outward():
+  sources = _with(_sources(FRI, 40), core=0.05)
+  resolved = np.flatnonzero(sources.extent > 8 * sources.beam_fwhm)
+  assert len(resolved) >= 20
+  for edge, outward_brighter in ((0.1, False), (0.9, True)):
     for i in resolved:
-      source = sources.take(i)
+      source = _with(sources, edge=edge).take(i)
       sky = radio.sky_model(source, 128)
-      grid = (np.arange(128) + 0.5) / 128 - 0.5
-      x = grid[None, :] - source.offset[0]
-      y = grid[:, None] - source.offset[1]
-      u = x * np.cos(source.angle) + y * np.sin(source.angle)
+      u, _ = radio.axis_coordinates(source, 128)
       half = source.extent / 4  # Half of the shorter side or more.
       inner = sky[(np.abs(u) > source.beam_fwhm) & (np.abs(u) < half)]
       outer = sky[(np.abs(u) > half) & (np.abs(u) < 2 * half)]
@@ -64,7 +96,8 @@ def test_the_beam_matches_scipy_and_conserves_flux():
 
 
 def test_images_are_in_noise_sigmas_with_the_peak_at_the_snr():
-  sources = _sources(radio.RADIO_KINDS.index('compact'), 30)
+  sources = _with(_sources(radio.RADIO_KINDS.index('compact'), 30),
+                  neighbours=0)
   images = radio.render(sources, 64)
   noise = np.stack([np.random.default_rng(s).standard_normal((64, 64))
                     for s in sources.noise_seed])
@@ -73,6 +106,24 @@ def test_images_are_in_noise_sigmas_with_the_peak_at_the_snr():
                              rtol=1e-5)
   corners = images[:, :12, :12]  # Far from every compact source.
   assert corners.std() == pytest.approx(1.0, abs=0.05)
+
+
+def test_unrelated_sources_are_detectable_and_no_brighter_than_the_source():
+  sources = _with(_sources(radio.RADIO_KINDS.index('compact'), 200),
+                  neighbours=3)
+  peaks = []
+  for i in range(len(sources)):
+    source = sources.take(i)
+    sky = radio.neighbour_sky(source, 64, np.random.default_rng(i))
+    _, count = ndimage.label(sky > 0.5)
+    assert 1 <= count <= 3  # Three, unless they overlap.
+    peaks.append(sky.max())
+    assert sky.max() <= 3 * source.snr
+  # Drawn from the 5-sigma detection limit up (overlaps only add).
+  assert np.min(peaks) >= 0.99 * radio.NEIGHBOUR_MIN_SNR
+  none = radio.neighbour_sky(_with(sources, neighbours=0).take(0), 64,
+                             np.random.default_rng(0))
+  assert not none.any()
 
 
 def test_to_uint8_clips_the_noise_and_stretches_the_rest():

@@ -32,7 +32,7 @@ class DatasetNotBuiltError(DataError, FileNotFoundError):
 
 # The version each builder writes (`builders.py`), kept here so that readers
 # without TensorFlow or TFDS (`array_records.py`) find the same directory.
-VERSIONS = {'gz_evo': '1.2.0', 'gz_rings': '2.0.0', 'gz_radio': '1.0.0',
+VERSIONS = {'gz_evo': '1.2.0', 'gz_rings': '2.0.0', 'gz_radio': '2.0.0',
             'sdss5': '1.0.0'}
 
 VALIDATION_FRACTION = 0.1

@@ -57,6 +57,17 @@ def galaxy_title(schema: Schema, votes: np.ndarray, campaign: str) -> str:
   return '\n'.join(lines)
 
 
+def label_title(dataset: str, label: int) -> str:
+  """A class label as its name where the dataset names its classes (the FR
+  classes of gz_radio); -1 is an unlabelled pool's."""
+  if label < 0:
+    return 'unlabelled'
+  if dataset.startswith('gz_radio/'):
+    from gzevo_jax.data import radio_builder  # TFDS, lazily.
+    return radio_builder.FR_CLASSES[label]
+  return f'label {label}'
+
+
 def _as_rgb(image: np.ndarray) -> np.ndarray:
   """[H, W, C] in [0, 1] -> something imshow draws: grey, RGB or first 3."""
   image = np.clip(image, 0.0, 1.0)
@@ -91,20 +102,29 @@ def write_pictures(config, out_dir: str, num: int = 24) -> tuple[str, str]:
   """Writes galaxies.png and views.png for the config's dataset."""
   from gzevo_jax.data import pipeline  # TensorFlow, lazily.
   from gzevo_jax.data import sources
-  schema = get_schema(config.schema)
   builder = sources.prepare_dataset(config.data)
+  with_votes = 'votes' in builder.info.features
+  keys = ('id_str', 'votes', 'campaign') if with_votes else ('id_str', 'label')
   batch = next(pipeline.eval_batches(
       builder, 'train', batch_size=num, image_size=config.data.image_size,
-      keys=('id_str', 'votes', 'campaign')))
-  titles = [galaxy_title(schema, v, c.decode())
-            for v, c in zip(batch['votes'], batch['campaign'])]
+      keys=keys))
+  if with_votes:
+    schema = get_schema(config.schema)
+    titles = [galaxy_title(schema, v, c.decode())
+              for v, c in zip(batch['votes'], batch['campaign'])]
+    caption = 'campaign and leading votes'
+  else:
+    titles = [label_title(config.data.dataset, int(label))
+              for label in batch['label'][batch['mask']]]
+    caption = 'label'
   galaxies = image_grid(
-      list(batch['image']), titles, os.path.join(out_dir, 'galaxies.png'),
-      columns=6, title=f'{config.data.dataset}: campaign and leading votes')
+      list(batch['image'][batch['mask']]), titles,
+      os.path.join(out_dir, 'galaxies.png'), columns=6,
+      title=f'{config.data.dataset}: {caption}')
 
   views = next(pipeline.train_batches(
       builder, config.data, local_batch_size=num, two_views=True,
-      seed=config.seed))
+      seed=config.seed, label_keys=()))
   pairs, pair_titles = [], []
   for i in range(num):
     pairs += [views['image'][i], views['image_2'][i]]

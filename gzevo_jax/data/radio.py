@@ -64,12 +64,15 @@ class RadioSources:
   angle: np.ndarray       # Jet position angle, radians.
   extent: np.ndarray      # Tip to tip, image widths.
   asymmetry: np.ndarray   # Shorter side / longer side, in (0, 1].
-  bend: np.ndarray        # FRI plume bend: sideways drift at the tips / side.
-  brightness: np.ndarray  # Hot spot or jet brightness jitter, ~1.
+  bend: np.ndarray        # Plume bend: sideways drift at the tips / side.
+  brightness: np.ndarray  # FR: one side's brightness over the other's, ~1.
+  edge: np.ndarray        # Edge brightening: 0 jets only, 1 hot spots only.
+  core: np.ndarray        # Core peak / extended emission's peak.
+  neighbours: np.ndarray  # Unrelated compact sources in the field.
   snr: np.ndarray         # Peak SNR after the beam.
   beam_fwhm: np.ndarray   # Image widths.
   offset: np.ndarray      # [n, 2] core position from the centre (x, y).
-  noise_seed: np.ndarray  # uint32: each image's noise.
+  noise_seed: np.ndarray  # uint32: each image's noise and neighbours.
 
   def __len__(self) -> int:
     return len(self.kind)
@@ -79,10 +82,22 @@ class RadioSources:
                            for f in dataclasses.fields(self)})
 
 
+# FR sources' edge brightening lies on either side of the FR break (0.5),
+# uniformly up to EDGE_MARGIN from the pure forms (0 and 1).
+EDGE_MARGIN = 0.05
+# Core prominence, log-uniform: the core's peak over the extended
+# emission's, for FRIs and FRIIs alike (it follows the viewing angle, not
+# the FR class).
+CORE_RANGE = (0.05, 2.0)
+# Mean number of unrelated compact sources in a field (FIRST: about 90
+# sources per square degree, a MiraBest cut-out covers 0.0056).
+NEIGHBOURS_PER_FIELD = 0.5
+
+
 def sample_sources(kinds: np.ndarray, survey: Survey,
                    rng: np.random.Generator) -> RadioSources:
   """Sources of the given kinds (indices into RADIO_KINDS) as `survey` sees
-  them: sizes, SNRs and orientations drawn at random."""
+  them: sizes, SNRs, orientations and morphologies drawn at random."""
   kinds = np.asarray(kinds, np.int64)
   n = len(kinds)
   extent = survey.extent_median * np.exp(survey.extent_sigma *
@@ -90,13 +105,21 @@ def sample_sources(kinds: np.ndarray, survey: Survey,
   compact = kinds == RADIO_KINDS.index('compact')
   extent = np.where(compact, 2.0 * survey.beam_fwhm, np.clip(extent, 0.15,
                                                              0.8))
+  frii = kinds == RADIO_KINDS.index('FRII')
+  edge = np.where(frii, rng.uniform(0.5, 1.0 - EDGE_MARGIN, n),
+                  rng.uniform(EDGE_MARGIN, 0.5, n))
+  low, high = np.log(CORE_RANGE[0]), np.log(CORE_RANGE[1])
   return RadioSources(
       kind=kinds,
       angle=rng.uniform(0.0, np.pi, n),
       extent=extent,
-      asymmetry=rng.uniform(0.7, 1.0, n),
-      bend=rng.uniform(-0.25, 0.25, n),
+      asymmetry=rng.uniform(0.5, 1.0, n),
+      # Tailed (bent) sources are edge-darkened: the bend fades with edge.
+      bend=rng.uniform(-0.5, 0.5, n) * (1.0 - edge),
       brightness=rng.uniform(0.7, 1.3, n),
+      edge=edge,
+      core=np.exp(rng.uniform(low, high, n)),
+      neighbours=rng.poisson(NEIGHBOURS_PER_FIELD, n),
       snr=survey.snr_median * np.exp(survey.snr_sigma *
                                      rng.standard_normal(n)),
       beam_fwhm=np.full(n, survey.beam_fwhm),
@@ -115,34 +138,58 @@ def _sides(source: RadioSources) -> tuple[tuple[float, float], ...]:
   return (1.0, longer), (-1.0, source.extent - longer)
 
 
-def _fri(u, v, source: RadioSources, beam: float) -> np.ndarray:
-  """Bright core; jets that flare, bend and fade outward to their ends."""
-  sky = _gauss(u, v, 0.0, 0.3 * beam, 0.3 * beam)
-  for direction, length in _sides(source):
+def _core(u, v, beam: float) -> np.ndarray:
+  return _gauss(u, v, 0.0, 0.3 * beam, 0.3 * beam)
+
+
+def _jets(along, across, t, beam: float) -> np.ndarray:
+  """One side's jet (FRI): flaring and fading outward to its end; peak 1
+  near the core."""
+  width = 0.3 * beam + 0.15 * along.clip(0.0)
+  fade = np.exp(-1.5 * t)
+  ends = 1.0 / (1.0 + np.exp((t - 1.0) / 0.05))
+  return fade * ends * np.exp(-0.5 * (across / width)**2)
+
+
+def _lobe(along, across, t, length: float, beam: float) -> np.ndarray:
+  """One side's lobe (FRII): a faint jet, then a lobe brightening outward
+  to a hot spot of peak 1 at the tip."""
+  tt = np.clip(t, 0.0, 1.2)
+  sky = 0.04 * _gauss(tt, across, 0.5, 0.35, 0.3 * beam)
+  sky += 0.5 * tt**2 * _gauss(along, across, 0.75 * length, 0.3 * length,
+                              0.12 * length + beam)
+  return sky + _gauss(along, across, length, 0.4 * beam, 0.4 * beam)
+
+
+def fr_components(source: RadioSources, image_size: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """An FR source's core, jets (FRI) and lobes with hot spots (FRII), each
+  before the beam and scaled so that its peak after the beam is 1."""
+  u, v = axis_coordinates(source, image_size)
+  beam = float(source.beam_fwhm)
+  jets, lobes = np.zeros_like(u), np.zeros_like(u)
+  # The -u side is `brightness` times as bright (beaming, environment).
+  for (direction, length), scale in zip(_sides(source),
+                                        (1.0, float(source.brightness))):
     along = direction * u
     t = np.clip(along / length, 0.0, None)
-    width = 0.3 * beam + 0.15 * along.clip(0.0)
-    drift = v - direction * source.bend * length * t**2
-    fade = 0.7 * source.brightness * np.exp(-1.5 * t)
-    ends = 1.0 / (1.0 + np.exp((t - 1.0) / 0.05))
-    sky += np.where(along > 0, fade * ends *
-                    np.exp(-0.5 * (drift / width)**2), 0.0)
-  return sky
+    across = v - direction * source.bend * length * t**2
+    jets += scale * np.where(along > 0, _jets(along, across, t, beam), 0.0)
+    lobes += scale * np.where(along > 0, _lobe(along, across, t, length,
+                                                beam), 0.0)
+  parts = (_core(u, v, beam), jets, lobes)
+  return tuple(p / beam_convolve(p, beam).max() for p in parts)
 
 
-def _frii(u, v, source: RadioSources, beam: float) -> np.ndarray:
-  """Faint core and jet; lobes brightening outward to hot spots at the tips."""
-  sky = 0.15 * _gauss(u, v, 0.0, 0.3 * beam, 0.3 * beam)
-  for direction, length in _sides(source):
-    along = direction * u
-    t = np.clip(along / length, 0.0, 1.2)
-    sky += np.where(along > 0, 0.04 * _gauss(t, v, 0.5, 0.35, 0.3 * beam),
-                    0.0)
-    lobe = _gauss(along, v, 0.75 * length, 0.3 * length, 0.12 * length + beam)
-    sky += 0.5 * t**2 * lobe
-    sky += source.brightness * _gauss(along, v, length, 0.4 * beam,
-                                      0.4 * beam)
-  return sky
+def _fr_sky(source: RadioSources, image_size: int) -> np.ndarray:
+  """An FR source anywhere between the pure forms: the core at `core` times
+  the extended emission's peak, and on each side jets (weight 1 - edge)
+  and a lobe with its hot spot (weight edge), both following the bend.
+  Its brightest extended emission moves from near the core to the tips as
+  `edge` crosses the FR break (0.5), as Fanaroff & Riley's classes do."""
+  core, jets, lobes = fr_components(source, image_size)
+  edge = float(source.edge)
+  return float(source.core) * core + (1.0 - edge) * jets + edge * lobes
 
 
 def _compact(u, v, source: RadioSources, beam: float) -> np.ndarray:
@@ -159,8 +206,7 @@ def _artefact(u, v, source: RadioSources, beam: float) -> np.ndarray:
   return _gauss(u, v, 0.0, 0.3 * beam, 0.3 * beam) + ripples
 
 
-_MODELS = {'FRI': _fri, 'FRII': _frii, 'compact': _compact,
-           'artefact': _artefact}
+_MODELS = {'compact': _compact, 'artefact': _artefact}
 
 
 def axis_coordinates(source: RadioSources,
@@ -176,9 +222,11 @@ def axis_coordinates(source: RadioSources,
 
 def sky_model(source: RadioSources, image_size: int) -> np.ndarray:
   """One source's sky before the beam, float64 [H, W], peak near 1."""
+  kind = RADIO_KINDS[source.kind]
+  if kind in ('FRI', 'FRII'):
+    return _fr_sky(source, image_size)
   u, v = axis_coordinates(source, image_size)
-  model = _MODELS[RADIO_KINDS[source.kind]]
-  return model(u, v, source, float(source.beam_fwhm))
+  return _MODELS[kind](u, v, source, float(source.beam_fwhm))
 
 
 def beam_convolve(sky: np.ndarray, beam_fwhm: float) -> np.ndarray:
@@ -192,18 +240,44 @@ def beam_convolve(sky: np.ndarray, beam_fwhm: float) -> np.ndarray:
   return np.fft.irfft2(np.fft.rfft2(sky) * transfer, s=sky.shape[-2:])
 
 
+# Unrelated sources' peak SNRs: Euclidean counts, N(> S) ~ S^-1.5, from
+# the 5-sigma detection limit up, so most are faint.
+NEIGHBOUR_MIN_SNR = 5.0
+NEIGHBOUR_COUNT_SLOPE = 1.5
+
+
+def neighbour_sky(source: RadioSources, image_size: int,
+                  rng: np.random.Generator) -> np.ndarray:
+  """`source.neighbours` unresolved sources at random places in the field,
+  in noise sigmas after the beam, none brighter than the source itself."""
+  n = int(source.neighbours)
+  sky = np.zeros((image_size, image_size))
+  if not n:
+    return sky
+  positions = rng.uniform(-0.5, 0.5, (n, 2))
+  snrs = np.minimum(NEIGHBOUR_MIN_SNR * rng.uniform(0.0, 1.0, n)**(
+      -1.0 / NEIGHBOUR_COUNT_SLOPE), float(source.snr))
+  grid = (np.arange(image_size) + 0.5) / image_size - 0.5
+  sigma = float(source.beam_fwhm) * _FWHM_TO_SIGMA
+  for (x, y), snr in zip(positions, snrs):
+    sky += snr * np.exp(-0.5 * ((grid[None, :] - x)**2 +
+                                (grid[:, None] - y)**2) / sigma**2)
+  return sky
+
+
 def render(sources: RadioSources, image_size: int) -> np.ndarray:
-  """float32 [n, H, W] in noise sigmas: beam-convolved sky with its peak
-  (largest absolute value) at the source's SNR, plus unit Gaussian noise."""
+  """float32 [n, H, W] in noise sigmas: the source's beam-convolved sky with
+  its peak (largest absolute value) at its SNR, unit Gaussian noise, and
+  the unrelated sources in the field (`neighbour_sky`)."""
   images = np.empty((len(sources), image_size, image_size), np.float32)
   for i in range(len(sources)):
     source = sources.take(i)
     sky = beam_convolve(sky_model(source, image_size),
                         float(source.beam_fwhm))
     sky *= source.snr / np.abs(sky).max()
-    noise = np.random.default_rng(source.noise_seed).standard_normal(
-        sky.shape)
-    images[i] = sky + noise
+    rng = np.random.default_rng(source.noise_seed)
+    noise = rng.standard_normal(sky.shape)
+    images[i] = sky + noise + neighbour_sky(source, image_size, rng)
   return images
 
 

@@ -15,7 +15,8 @@ Pretraining reads a pool's `train` split and the FR task is evaluated like
 GZ Rings, so the two roles are two datasets, as GZ-Evo and GZ Rings are.
 Features: `id_str`; `image` (uint8 [S, S, 1], `radio.to_uint8`); `label`
 (int32: 0 FRI, 1 FRII; -1 in the pools, which are unlabelled); `truth`
-(the source's kind, survey, extent, SNR, beam, angle). Splits come from a
+(the source's kind, survey, extent, SNR, beam, angle, edge brightening,
+core prominence, unrelated sources in the field). Splits come from a
 hash of the id (`common.split_of`).
 """
 
@@ -102,7 +103,10 @@ def _truth(sources: radio.RadioSources, i: int,
           'extent': np.float32(sources.extent[i]),
           'snr': np.float32(sources.snr[i]),
           'beam_fwhm': np.float32(sources.beam_fwhm[i]),
-          'angle': np.float32(sources.angle[i])}
+          'angle': np.float32(sources.angle[i]),
+          'edge': np.float32(sources.edge[i]),
+          'core': np.float32(sources.core[i]),
+          'neighbours': np.int32(sources.neighbours[i])}
 
 
 def examples(unit: RadioUnit, config: RadioConfig
@@ -121,7 +125,13 @@ class GzRadio(builder_base.GeneratorBuilder):
   """Synthetic radio continuum sources: the FR task and unlabelled pools."""
 
   VERSION = tfds.core.Version(common.VERSIONS['gz_radio'])
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '2.0.0': ('FR sources span the FR break (edge brightening between the '
+                'pure forms), core prominence independent of the class, '
+                'stronger bends and side asymmetries, unrelated sources in '
+                'the field; truth gains edge, core and neighbours.'),
+  }
   BUILDER_CONFIGS = [
       RadioConfig(name='synthetic', description=(
           'FR task: 2,400 survey-A FRI and FRII sources, 64 px.')),
@@ -149,7 +159,9 @@ class GzRadio(builder_base.GeneratorBuilder):
         'kind': tfds.features.ClassLabel(names=radio.RADIO_KINDS),
         'survey': tfds.features.Text(),
         **{name: tfds.features.Scalar(dtype=np.float32)
-           for name in ('extent', 'snr', 'beam_fwhm', 'angle')}})
+           for name in ('extent', 'snr', 'beam_fwhm', 'angle', 'edge',
+                        'core')},
+        'neighbours': tfds.features.Scalar(dtype=np.int32)})
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             'id_str': tfds.features.Text(),
