@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -44,7 +43,6 @@ from gzevo_jax.data import common
 from gzevo_jax.data import real
 from gzevo_jax.data import multiband_builder
 from gzevo_jax.data import radio_builder
-from gzevo_jax.data import real_tables
 from gzevo_jax.data import render
 from gzevo_jax.data import synthetic
 from gzevo_jax.schema import get_schema
@@ -102,42 +100,11 @@ class GalaxyBuilderBase(builder_base.GeneratorBuilder):
         features=tfds.features.FeaturesDict(features), citation=_CITATION,
         **kwargs)
 
-  def _manual_dir(self, dl_manager) -> str:
-    try:
-      return str(dl_manager.manual_dir)
-    except AssertionError as e:  # TFDS's message, with our instructions.
-      raise real_tables.CatalogError(str(e)) from None
 
-  def _real_generators(self, dl_manager, plan_fn: Callable[..., real.Plan],
-                       examples_fn: Callable[..., Iterator[tuple[str, dict]]]
-                       ) -> dict[str, Any]:
-    """Plans the manual_dir's rows, then generates their examples."""
+  def _real_options(self) -> dict[str, int]:
     config = self.builder_config
-    manual_dir = self._manual_dir(dl_manager)
-    plan = plan_fn(manual_dir, skip_bad_rows=self._skip_bad_rows,
-                   rows_per_unit=config.galaxies_per_unit)
-    make = functools.partial(examples_fn, manual_dir=manual_dir,
-                             image_size=config.image_size,
-                             channels=config.channels,
-                             skip_bad_rows=self._skip_bad_rows,
-                             on_bad_row=self._track_bad_rows(plan))
-    return self._generators(plan.units, make)
-
-  def _track_bad_rows(self, plan: real.Plan) -> Optional[Callable[..., None]]:
-    """Lists skipped rows in the dataset's metadata, so they stay visible.
-
-    Rows the plan skipped are listed now; images found bad while generating
-    are appended through the returned callback (in-process generation only:
-    Beam workers log theirs as warnings).
-    """
-    skipped = [dataclasses.asdict(b) for b in plan.bad_rows]
-    self.info.metadata['skipped_rows'] = skipped  # Written after generation.
-    # Empty vote cells of campaigns that did not ask a galaxy: 0 votes.
-    self.info.metadata['empty_unasked_vote_cells'] = dict(
-        plan.empty_unasked_cells)
-    if self._use_beam:
-      return None
-    return lambda bad_row: skipped.append(dataclasses.asdict(bad_row))
+    return {'rows_per_unit': config.galaxies_per_unit,
+            'image_size': config.image_size, 'channels': config.channels}
 
 
 class GzEvo(GalaxyBuilderBase):
@@ -218,7 +185,8 @@ class GzEvo(GalaxyBuilderBase):
     return self._real_generators(
         dl_manager, functools.partial(real.plan_gz_evo, schema=schema),
         functools.partial(real.gz_evo_examples,
-                          schema_dict=schema.to_dict()))
+                          schema_dict=schema.to_dict()),
+        **self._real_options())
 
 
 class GzRings(GalaxyBuilderBase):
@@ -283,7 +251,7 @@ class GzRings(GalaxyBuilderBase):
                                options=_render_options(config))
       return self._generators(units, make)
     return self._real_generators(dl_manager, real.plan_rings,
-                                 real.rings_examples)
+                                 real.rings_examples, **self._real_options())
 
 
 _CITATION = """\

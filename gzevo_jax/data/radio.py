@@ -294,6 +294,27 @@ def to_uint8(images: np.ndarray, clip_sigma: float = 3.0,
   return (255.0 * stretched + 0.5).astype(np.uint8)[..., None]
 
 
+# The median absolute deviation of Gaussian noise, in sigmas.
+_MAD_TO_SIGMA = 1.4826
+
+
+def noise_sigmas(image: np.ndarray) -> np.ndarray:
+  """A radio image (any flux unit, NaN where blanked) in units of its noise:
+  minus the median, over 1.4826 times the median absolute deviation of the
+  finite pixels (robust to the source, which fills few pixels). NaNs become
+  0. Raises ValueError for an image with no finite pixels or no noise."""
+  image = np.asarray(image, np.float64)
+  finite = image[np.isfinite(image)]
+  if not finite.size:
+    raise ValueError('no finite pixels (all blanked)')
+  median = np.median(finite)
+  sigma = _MAD_TO_SIGMA * np.median(np.abs(finite - median))
+  if not sigma > 0:
+    raise ValueError('no noise: over half of the pixels have one value, so '
+                     'the noise level cannot be measured')
+  return np.nan_to_num((image - median) / sigma, nan=0.0).astype(np.float32)
+
+
 def fr_ratio(image: np.ndarray, source: RadioSources,
              threshold: float) -> float:
   """The FR ratio along a source's jet axis: the distance between the

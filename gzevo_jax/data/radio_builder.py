@@ -8,6 +8,9 @@
   gz_radio/synthetic_pool_shift  the same from survey B (broader beam,
                              larger, fainter sources, more compacts and
                              artefacts): the shifted unlabelled pool
+  gz_radio/real, real_pool    real sources from `manual_dir`: the FR task
+                             (an `fr_class` column) and an unlabelled pool
+                             (`real.RADIO_INSTRUCTIONS`)
   gz_radio/synthetic_tiny, synthetic_pool_tiny, synthetic_pool_shift_tiny
                                                smoke tests, 32 px
 
@@ -32,6 +35,7 @@ import tensorflow_datasets as tfds
 from gzevo_jax.data import builder_base
 from gzevo_jax.data import common
 from gzevo_jax.data import radio
+from gzevo_jax.data import real
 
 FR_CLASSES = ('FRI', 'FRII')
 
@@ -41,7 +45,8 @@ class RadioConfig(tfds.core.BuilderConfig):
   """What a gz_radio config writes.
 
   Attributes:
-    survey: 'A' or 'B' (`radio.SURVEYS`).
+    source: 'synthetic' (rendered here) or 'real' (read from manual_dir).
+    survey: 'A' or 'B' (`radio.SURVEYS`), synthetic only.
     labelled: True for the FR task (FRI and FRII only, half each, labelled);
       False for an unlabelled pool of the survey's source mix.
     num_sources: sources, all splits together.
@@ -49,6 +54,7 @@ class RadioConfig(tfds.core.BuilderConfig):
     seed: the catalogue and its images derive from it.
     sources_per_unit: examples per work unit (one Beam task).
   """
+  source: str = 'synthetic'
   survey: str = 'A'
   labelled: bool = True
   num_sources: int = 2_400
@@ -125,6 +131,7 @@ class GzRadio(builder_base.GeneratorBuilder):
   """Synthetic radio continuum sources: the FR task and unlabelled pools."""
 
   VERSION = tfds.core.Version(common.VERSIONS['gz_radio'])
+  MANUAL_DOWNLOAD_INSTRUCTIONS = real.RADIO_INSTRUCTIONS
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '2.0.0': ('FR sources span the FR break (edge brightening between the '
@@ -147,6 +154,13 @@ class GzRadio(builder_base.GeneratorBuilder):
       RadioConfig(name='synthetic_pool_tiny', labelled=False,
                   num_sources=600, image_size=32, sources_per_unit=100,
                   description='Smoke tests: a survey-A pool, 600 at 32 px.'),
+      RadioConfig(name='real', source='real', sources_per_unit=2000,
+                  description=('Real FR task from manual_dir (fr_class per '
+                               'source), 64 px.')),
+      RadioConfig(name='real_pool', source='real', labelled=False,
+                  sources_per_unit=2000, description=(
+                      'Real unlabelled radio sources from manual_dir, '
+                      '64 px.')),
       RadioConfig(name='synthetic_pool_shift_tiny', survey='B',
                   labelled=False, num_sources=600, image_size=32,
                   sources_per_unit=100,
@@ -162,18 +176,26 @@ class GzRadio(builder_base.GeneratorBuilder):
            for name in ('extent', 'snr', 'beam_fwhm', 'angle', 'edge',
                         'core')},
         'neighbours': tfds.features.Scalar(dtype=np.int32)})
+    features = {'id_str': tfds.features.Text(),
+                'image': tfds.features.Image(
+                    shape=(config.image_size, config.image_size, 1),
+                    encoding_format='png'),
+                'label': tfds.features.Scalar(dtype=np.int32)}
+    if config.source == 'synthetic':
+      features['truth'] = truth
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'id_str': tfds.features.Text(),
-            'image': tfds.features.Image(
-                shape=(config.image_size, config.image_size, 1),
-                encoding_format='png'),
-            'label': tfds.features.Scalar(dtype=np.int32),
-            'truth': truth}),
-        citation=_CITATION)
+        features=tfds.features.FeaturesDict(features), citation=_CITATION,
+        metadata=tfds.core.MetadataDict())  # Skipped rows of real data.
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
+    if config.source == 'real':
+      return self._real_generators(
+          dl_manager, functools.partial(real.plan_radio,
+                                        labelled=config.labelled),
+          functools.partial(real.radio_examples, labelled=config.labelled),
+          rows_per_unit=config.sources_per_unit,
+          image_size=config.image_size, channels=1)
     return self._generators(work_units(config),
                             functools.partial(examples, config=config))
 

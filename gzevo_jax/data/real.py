@@ -114,6 +114,32 @@ or
 """
 
 
+RADIO_INSTRUCTIONS = """\
+Real radio sources (e.g. MiraBest, Porter & Scaife 2023, or Radio Galaxy Zoo
+cut-outs) are read from a directory, MANUAL_DIR:
+    MANUAL_DIR/*.parquet or MANUAL_DIR/*.csv   catalogue tables
+    MANUAL_DIR/images/...                      FITS, PNG or JPG images
+Each table needs `id_str` (unique across all tables) and the image location
+(`file_loc`, absolute, relative to MANUAL_DIR or to MANUAL_DIR/images; or
+`subfolder` + `filename` under MANUAL_DIR/images). For the FR task
+(gz_radio/real) each row also needs `fr_class`: FRI or FRII (or 0 or 1); an
+unlabelled pool (gz_radio/real_pool) needs no label column.
+
+FITS images (any flux unit; NaN where blanked; leading frequency and Stokes
+axes of length 1 are dropped) get the radio preprocessing of the synthetic
+sources: each image in units of its noise (median and median absolute
+deviation), clipped at 3 sigma and log-stretched. PNG and JPEG images are
+taken as already preprocessed (as MiraBest's are). Non-square images keep
+their central square; all are resized to the config's image size.
+
+Splits: train/validation/test come from a hash of `id_str`.
+
+Then build:
+    python -m gzevo_jax.data.build --dataset=gz_radio/real \\
+        --manual_dir=MANUAL_DIR
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkUnit:
   """One task for one worker: rows of one table that belong to one split."""
@@ -347,11 +373,54 @@ def plan_rings(manual_dir: str,
   return plan
 
 
+def plan_radio(manual_dir: str,
+               *,
+               labelled: bool,
+               skip_bad_rows: bool = False,
+               validation_fraction: float = common.VALIDATION_FRACTION,
+               test_fraction: float = common.TEST_FRACTION,
+               rows_per_unit: int = 2000) -> Plan:
+  """Validates real radio catalogues (the FR task when `labelled`, else a
+  pool) in `manual_dir` and plans the work."""
+  plan, _ = _plan(manual_dir, RADIO_INSTRUCTIONS, *_radio_labels(labelled),
+                  skip_bad_rows, validation_fraction, test_fraction,
+                  rows_per_unit)
+  return plan
+
+
+def _radio_labels(labelled: bool) -> tuple[LabelColumns, Labels]:
+  if labelled:
+    return real_labels.radio_label_columns, real_labels.radio_labels
+  return real_labels.no_label_columns, real_labels.unlabelled
+
+
+def radio_examples(
+    unit: WorkUnit,
+    manual_dir: str,
+    image_size: int,
+    channels: int,
+    skip_bad_rows: bool,
+    on_bad_row: Optional[Callable[[BadRow], None]] = None,
+    *,
+    labelled: bool,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+  """Real radio examples of one work unit.
+
+  Yields (id_str, {'id_str', 'image': uint8 [size, size, 1], 'label': int32
+  (0 FRI, 1 FRII; -1 in a pool)}); FITS images get the radio preprocessing
+  (`real_images.decode_radio`). Bad images as in `gz_evo_examples`.
+  """
+  return _examples(unit, manual_dir, image_size, channels, skip_bad_rows,
+                   on_bad_row, *_radio_labels(labelled),
+                   decode=real_images.decode_radio)
+
+
 def _examples(unit: WorkUnit, manual_dir: str, image_size: int, channels: int,
               skip_bad_rows: bool, on_bad_row: Optional[Callable[[BadRow],
                                                                  None]],
-              label_columns: LabelColumns,
-              labels: Labels) -> Iterator[tuple[str, dict[str, Any]]]:
+              label_columns: LabelColumns, labels: Labels,
+              decode: Callable[..., Any] = real_images.decode
+              ) -> Iterator[tuple[str, dict[str, Any]]]:
   """Re-reads the rows of a unit and yields (id_str, example) for each."""
   names = real_tables.column_names(unit.file)
   label_cols = label_columns(unit.file, names)
@@ -366,7 +435,7 @@ def _examples(unit: WorkUnit, manual_dir: str, image_size: int, channels: int,
     try:
       if problems.count[i]:  # Planned as good: the file changed since.
         raise RowProblem(problems.reason(i))
-      image = real_images.decode(image_source(i), image_size, channels)
+      image = decode(image_source(i), image_size, channels)
     except RowProblem as e:
       bad = BadRow(unit.file, row, ids[i], str(e))
       if not skip_bad_rows:

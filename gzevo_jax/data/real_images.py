@@ -132,6 +132,13 @@ def decode(data_or_path: Union[bytes, str], image_size: int,
   except (OSError, ValueError, SyntaxError, EOFError,
           Image.DecompressionBombError) as e:
     raise RowProblem(f'truncated or corrupt image {name}: {e}') from None
+  return _square_uint8(image, image_size, channels)
+
+
+def _square_uint8(image: Image.Image, image_size: int,
+                  channels: int) -> np.ndarray:
+  """The central square of a Pillow image, resized (antialiased bilinear)
+  to uint8 [image_size, image_size, channels]."""
   width, height = image.size
   if width != height:
     side = min(width, height)
@@ -141,6 +148,31 @@ def decode(data_or_path: Union[bytes, str], image_size: int,
     image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
   array = np.asarray(image, dtype=np.uint8)
   return array[..., None] if channels == 1 else array
+
+
+def decode_radio(data_or_path: Union[bytes, str], image_size: int,
+                 channels: int) -> np.ndarray:
+  """A radio image as uint8 [image_size, image_size, 1]: a FITS file (in
+  any flux unit) gets the radio preprocessing (noise sigmas, 3-sigma clip,
+  log stretch: `user_images`' 'radio' stretch); a PNG or JPEG is taken as
+  already preprocessed (as MiraBest's are) and read as `decode` reads it.
+  RowProblem for an unusable image."""
+  from gzevo_jax.data import user_images  # Numpy, Pillow; astropy lazily.
+  if channels != 1:
+    raise ValueError(f'radio images have one band, got channels={channels}')
+  is_path = isinstance(data_or_path, str)
+  if not (is_path and user_images.image_suffix(data_or_path) in
+          user_images.FITS_SUFFIXES):
+    return decode(data_or_path, image_size, channels)
+  try:
+    pixels = user_images.read_pixels(data_or_path, fits_stretch='radio')
+  except user_images.InputError as e:
+    raise RowProblem(str(e)) from None
+  if pixels.shape[-1] != 1:
+    raise RowProblem(f'{data_or_path}: {pixels.shape[-1]} bands; a radio '
+                     'image has one')
+  grey = Image.fromarray(np.round(pixels[..., 0] * 255).astype(np.uint8), 'L')
+  return _square_uint8(grey, image_size, channels)
 
 
 def image_sources(manual_dir: str,

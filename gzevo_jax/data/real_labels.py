@@ -1,8 +1,10 @@
-"""Labels, what tells GZ-Evo from GZ Rings: their columns and checked values.
+"""Labels, what tells GZ-Evo from GZ Rings and gz_radio: their columns and
+checked values.
 
 GZ-Evo's labels are the schema's vote counts (a campaign that did not ask a
 galaxy may leave all its columns empty); GZ Rings' label is a ring fraction
-above one half, given or computed from the ring vote counts. The planning
+above one half, given or computed from the ring vote counts; the radio FR
+task's is the `fr_class` column (FRI or FRII), and a radio pool has none. The planning
 and example code takes a `LabelColumns` and a `Labels` function of either.
 """
 
@@ -22,6 +24,9 @@ from gzevo_jax.schema import Schema
 
 RING_COUNT_COLUMNS = ('ring_yes', 'ring_no')
 RING_FRACTION_COLUMN = 'ring_fraction'
+FR_CLASS_COLUMN = 'fr_class'
+# The values an fr_class cell may hold, and the label each means.
+FR_CLASS_VALUES = {'FRI': 0, 'FRII': 1, '0': 0, '1': 1}
 
 # Signatures of the label plug-ins of the shared planning / example code:
 # (table path, its column names) -> the label columns it has; and (label
@@ -162,3 +167,47 @@ def rings_labels(label_columns: Sequence[str], table: pa.Table,
 
   return labels
 
+
+
+def radio_label_columns(path: str, names: Sequence[str]) -> list[str]:
+  """The FR task's label column; its absence is an error naming the file."""
+  if FR_CLASS_COLUMN not in names:
+    raise CatalogError(
+        f'{path}: no {FR_CLASS_COLUMN!r} column (FRI or FRII per source); '
+        f'columns: {real_tables.column_list(names)}. An unlabelled pool is '
+        'built with the real_pool config instead.')
+  return [FR_CLASS_COLUMN]
+
+
+def radio_labels(label_columns: Sequence[str], table: pa.Table,
+                 problems: Problems) -> Callable[[int], dict[str, Any]]:
+  """Validates fr_class (FRI, FRII, 0 or 1); returns row -> {'label'}."""
+  del label_columns
+  texts = [None if v is None else str(v).strip()
+           for v in table.column(FR_CLASS_COLUMN).to_pylist()]
+  # Integer-valued floats (a CSV column of 0/1 with a gap reads as float).
+  texts = [t[:-2] if t and t.endswith('.0') else t for t in texts]
+  bad = np.array([t not in FR_CLASS_VALUES for t in texts], dtype=bool)
+  problems.add(bad, lambda r: (
+      f'{FR_CLASS_COLUMN}={texts[r]!r} is not one of '
+      f'{", ".join(FR_CLASS_VALUES)}' if texts[r] else
+      f'{FR_CLASS_COLUMN} is empty (an unlabelled source belongs in a '
+      'real_pool catalogue)'))
+
+  def labels(row: int) -> dict[str, Any]:
+    return {'label': np.int32(FR_CLASS_VALUES.get(texts[row], -1))}
+
+  return labels
+
+
+def no_label_columns(path: str, names: Sequence[str]) -> list[str]:
+  """An unlabelled pool reads no label column."""
+  del path, names
+  return []
+
+
+def unlabelled(label_columns: Sequence[str], table: pa.Table,
+               problems: Problems) -> Callable[[int], dict[str, Any]]:
+  """Every row of a pool: label -1."""
+  del label_columns, table, problems
+  return lambda row: {'label': np.int32(-1)}

@@ -30,7 +30,7 @@ from gzevo_jax import errors
 PICTURE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 FITS_SUFFIXES = ('.fits', '.fit', '.fts', '.fits.gz', '.fit.gz')
 CATALOGUE_SUFFIXES = ('.csv', '.parquet')
-FITS_STRETCHES = ('percentile', 'none')
+FITS_STRETCHES = ('percentile', 'none', 'radio')
 _PERCENTILES = (0.5, 99.5)  # The 'percentile' stretch's black and white.
 
 
@@ -166,9 +166,14 @@ def _picture_pixels(path: str) -> np.ndarray:
 def _fits_pixels(path: str, stretch: str) -> np.ndarray:
   """The first image HDU of a FITS file as float32 [H, W, bands] in [0, 1].
 
-  A 2-D image is one band; a 3-D cube is (bands, H, W) as FITS stores it.
+  A 2-D image is one band; a 3-D cube is (bands, H, W) as FITS stores it
+  (leading axes of length 1, as radio images' frequency and Stokes axes,
+  are dropped).
   'percentile' maps each band's 0.5 and 99.5 percentiles to 0 and 1 and
-  clips; 'none' takes values already in [0, 1]. NaN pixels become 0.
+  clips; 'none' takes values already in [0, 1]; 'radio' is the radio
+  preprocessing of MiraBest and the gz_radio datasets (each band in units of
+  its noise, clipped at 3 sigma and log-stretched: `radio.to_uint8`). NaN
+  pixels become 0.
   """
   from astropy.io import fits
   with fits.open(path, memmap=False) as hdus:
@@ -177,11 +182,15 @@ def _fits_pixels(path: str, stretch: str) -> np.ndarray:
     if data is None:
       raise InputError(f'{path}: no image HDU (2-D image or 3-D cube)')
     data = np.asarray(data, np.float32)
+  while data.ndim > 3 and data.shape[0] == 1:
+    data = data[0]  # Radio images' single frequency and Stokes axes.
   if data.ndim == 2:
     data = data[None]
   if data.ndim != 3:
     raise InputError(f'{path}: a {data.ndim}-D image; expected a 2-D image or '
                      'a (bands, height, width) cube')
+  if stretch == 'radio':
+    return _radio_pixels(path, data)
   pixels = np.moveaxis(data, 0, -1)
   if stretch == 'percentile':
     finite = np.where(np.isfinite(pixels), pixels, np.nan)
@@ -191,6 +200,17 @@ def _fits_pixels(path: str, stretch: str) -> np.ndarray:
     raise InputError(f'{path}: values outside [0, 1] with fits_stretch=none; '
                      'use fits_stretch=percentile')
   return np.clip(np.nan_to_num(pixels, nan=0.0), 0.0, 1.0).astype(np.float32)
+
+
+def _radio_pixels(path: str, bands: np.ndarray) -> np.ndarray:
+  """(bands, H, W) of a radio image -> float32 [H, W, bands] in [0, 1]."""
+  from gzevo_jax.data import radio  # Numpy only.
+  try:
+    sigmas = np.stack([radio.noise_sigmas(band) for band in bands])
+  except ValueError as e:
+    raise InputError(f'{path}: {e}') from None
+  return np.moveaxis(radio.to_uint8(sigmas)[..., 0], 0, -1).astype(
+      np.float32) / 255.0
 
 
 def read_pixels(path: str, fits_stretch: str = 'percentile') -> np.ndarray:

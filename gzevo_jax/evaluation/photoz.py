@@ -20,7 +20,6 @@ from typing import Any
 
 from absl import logging
 import ml_collections
-import numpy as np
 
 from gzevo_jax import config_lib
 from gzevo_jax.data import common
