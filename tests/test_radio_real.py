@@ -180,3 +180,30 @@ def test_a_catalogue_without_fr_class_names_the_file(tmp_path):
   with pytest.raises(CatalogError, match=r"catalogue.csv: no 'fr_class' "
                      r'column.*real_pool'):
     real.plan_radio(root, labelled=True)
+
+
+def test_fixmatch_runs_on_real_sources(tmp_path):
+  """The README's FixMatch command on a real FR task and a real pool."""
+  import os as os_lib
+  from conftest import REPO_ROOT
+  from gzevo_jax import config_lib
+  from gzevo_jax.evaluation import fixmatch
+  task_dir, pool_dir = str(tmp_path / 'task'), str(tmp_path / 'pool')
+  _manual_dir(task_dir, [(f'png{i}', ('FRI', 'FRII')[i % 2])
+                         for i in range(60)])
+  _manual_dir(pool_dir, [(f'fits{i}', '') for i in range(12)])
+  data_dir = str(tmp_path / 'tfds')
+  build.prepare('gz_radio/real', data_dir=data_dir, manual_dir=task_dir)
+  build.prepare('gz_radio/real_pool', data_dir=data_dir, manual_dir=pool_dir)
+  config = config_lib.load_config_file(
+      os_lib.path.join(REPO_ROOT, 'configs', 'fixmatch.py:smoke'))
+  config.data.data_dir = data_dir
+  config.data.dataset = 'gz_radio/real'
+  config.data.image_size = 32
+  config.unlabelled.same = 'gz_radio/real_pool'
+  config.arms = ('supervised', 'fixmatch')
+  config.budgets, config.num_seeds, config.max_epochs = (10,), 1, 1
+  out = fixmatch.run(config, str(tmp_path / 'run'))
+  assert [r['method'] for r in out['runs']] == ['supervised', 'fixmatch']
+  assert 'fixmatch − supervised' in (tmp_path / 'run' / 'fixmatch.md'
+                                     ).read_text()
