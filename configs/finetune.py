@@ -28,14 +28,5 @@ def smoke(config):
 
 
 def get_config(arg=None):
-  c = config_lib.downstream_config('finetune')
-  c.init = 'pretrained'        # 'pretrained' encoder, or 'scratch' (direct).
-  c.learning_rate = 1e-3       # Head's peak lr (AdamW, warmup 1 epoch, cosine).
-  c.layer_decay = 0.75         # Each encoder stage below the head: lr x 0.75.
-  c.weight_decay = 0.05
-  c.batch_size = 64
-  c.max_epochs = 30
-  c.min_steps_per_epoch = 20   # Small budgets: steps between validations.
-  c.patience = 5               # Epochs without a lower validation loss.
-  c.max_examples = 100_000     # Per split, held in memory as uint8.
+  c = config_lib.finetune_fields(config_lib.downstream_config('finetune'))
   return config_lib.apply_variant(c, arg, {'smoke': smoke, 'direct': direct})

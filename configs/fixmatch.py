@@ -34,7 +34,6 @@ def smoke(config):
 def get_config(arg=None):
   c = config_lib.encoder_evaluation_config('fixmatch')
   del c.pretrained_workdir, c.pretrained_step   # Every arm starts from scratch.
-  c.init = 'scratch'
   c.data.dataset = 'gz_radio/synthetic'        # The labelled FR task.
   c.data.label_key = 'label'
   c.model = config_lib.base_config('supervised').model
@@ -49,14 +48,10 @@ def get_config(arg=None):
   c.fixmatch.weight = 1.0       # lambda_u.
   c.budgets = (10, 30, 100, 145, 'all')
   c.num_seeds = 3
-  # The classifier's training, as finetune.py's (:direct) does it.
-  c.learning_rate = 1e-3        # AdamW peak lr, warmup 1 epoch, cosine.
+  # The classifier's training, as finetune.py's :direct does it.
+  config_lib.finetune_fields(c)
+  c.init = 'scratch'
   c.layer_decay = 1.0           # Random weights: one rate for all layers.
-  c.weight_decay = 0.05
   c.batch_size = 32             # Labelled images per step.
-  c.max_epochs = 30
-  c.min_steps_per_epoch = 20
-  c.patience = 5                # Epochs without a lower validation loss.
-  c.max_examples = 100_000      # Per split of the task, in memory as uint8.
   c.calibration_bins = 15
   return config_lib.apply_variant(c, arg, {'smoke': smoke})

@@ -193,6 +193,21 @@ def downstream_config(task: str) -> ml_collections.ConfigDict:
   return c
 
 
+def finetune_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The classifier (or regressor) training of `evaluation/finetune.py`,
+  shared by finetuning, FixMatch and photo-z finetuning; returns `c`."""
+  c.init = 'pretrained'        # 'pretrained' encoder, or 'scratch' (direct).
+  c.learning_rate = 1e-3       # Head's peak lr (AdamW, warmup 1 epoch, cosine).
+  c.layer_decay = 0.75         # Each encoder stage below the head: lr x 0.75.
+  c.weight_decay = 0.05
+  c.batch_size = 64
+  c.max_epochs = 30
+  c.min_steps_per_epoch = 20   # Small budgets: steps between validations.
+  c.patience = 5               # Epochs without a lower validation loss.
+  c.max_examples = 100_000     # Per split, held in memory as uint8.
+  return c
+
+
 def apply_variant(config: ml_collections.ConfigDict, arg: Optional[str],
                   variants: Mapping[str, Callable[[ml_collections.ConfigDict],
                                                   None]]

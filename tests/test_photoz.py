@@ -33,20 +33,31 @@ def test_bad_alphas_are_a_config_error():
     photoz.validate(config)
 
 
-def test_photoz_smoke_on_five_bands(tmp_path):
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+  """A two-step five-band contrastive run and its dataset directory."""
   from gzevo_jax.data import build
-  data_dir = str(tmp_path / 'tfds')
+  root = tmp_path_factory.mktemp('photoz')
+  data_dir = str(root / 'tfds')
   build.prepare('sdss5/synthetic_tiny', data_dir=data_dir)
   pretrain = config_lib.load_config_file(
       os.path.join(REPO_ROOT, 'configs', 'sdss_contrastive.py:smoke'))
   pretrain.data.data_dir = data_dir
   pretrain.train_duration = '2 steps'
   pretrain.knn_monitor.every_steps = 0
-  train.train_and_evaluate(pretrain, str(tmp_path / 'pretrain'))
+  train.train_and_evaluate(pretrain, str(root / 'pretrain'))
+  return str(root / 'pretrain'), data_dir
+
+
+def _config(pretrained, variant='smoke'):
   config = config_lib.load_config_file(
-      os.path.join(REPO_ROOT, 'configs', 'photoz.py:smoke'))
-  config.pretrained_workdir = str(tmp_path / 'pretrain')
-  config.data.data_dir = data_dir
+      os.path.join(REPO_ROOT, 'configs', f'photoz.py:{variant}'))
+  config.pretrained_workdir, config.data.data_dir = pretrained
+  return config
+
+
+def test_photoz_smoke_on_five_bands(tmp_path, pretrained):
+  config = _config(pretrained)
   results = photoz.run(config, str(tmp_path / 'photoz'))
   assert {r['budget'] for r in results['runs']} == {50, 472}
   assert len(results['runs']) == 4  # 2 budgets x 2 seeds.
@@ -61,3 +72,65 @@ def test_photoz_smoke_on_five_bands(tmp_path):
   config.data.target_key = 'redshfit'  # A typo names the field and choices.
   with pytest.raises(DataError, match="target_key='redshfit'.*redshift"):
     photoz.run(config, str(tmp_path / 'typo'))
+
+
+@pytest.mark.parametrize('variant, init', [('finetune+smoke', 'pretrained'),
+                                           ('direct+smoke', 'scratch')])
+def test_photoz_finetune_and_direct_smoke(tmp_path, pretrained, variant,
+                                          init):
+  config = _config(pretrained, variant)
+  assert config.method == 'finetune' and config.init == init
+  config.budgets, config.num_seeds = (50,), 1
+  results = photoz.run(config, str(tmp_path / 'photoz'))
+  (row,) = results['runs']
+  assert row['budget'] == 50 and row['sigma_mad'] >= 0
+  assert 1 <= row['best_epoch'] <= config.max_epochs
+  assert results['init'] == init
+  assert (tmp_path / 'photoz' / 'photoz.md').read_text().startswith(
+      '| labels | bias |')
+
+
+def test_an_unknown_method_is_a_config_error():
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'photoz.py'))
+  config.pretrained_workdir = 'runs/x'
+  config.method = 'knn'
+  with pytest.raises(ValueError, match="config.method='knn'.*ridge, "
+                     'finetune'):
+    photoz.validate(config)
+
+
+def test_the_regression_loss_is_the_mean_squared_error():
+  from gzevo_jax.evaluation import finetune
+  outputs = np.array([[0.5], [0.1], [-0.2]], np.float32)
+  labels = np.array([0.3, 0.1, 0.4], np.float32)
+  expected = np.mean((outputs[:, 0] - labels)**2)
+  assert float(finetune.training_loss(outputs, labels, True)) == (
+      pytest.approx(expected))
+
+
+def test_a_regression_head_learns_a_learnable_target():
+  """Mean brightness is easy to learn: validation error falls below half
+  that of predicting the training mean."""
+  import jax
+  import jax.numpy as jnp
+  from gzevo_jax.evaluation import features as features_lib
+  from gzevo_jax.evaluation import finetune
+  from gzevo_jax.models import encoders
+  rng = np.random.default_rng(0)
+  def split(n):
+    level = rng.uniform(0, 1, n).astype(np.float32)
+    images = (level[:, None, None, None] * 200 +
+              rng.integers(0, 40, (n, 8, 8, 1))).astype(np.uint8)
+    return features_lib.Images(images, level)
+  train_split, val = split(256), split(64)
+  model = finetune.Classifier(encoders.build_encoder(
+      'resnet18', width_multiplier=0.0625, small_image_stem=True), 1)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)),
+                         train=False)
+  config = _config(('runs/x', None), 'direct+smoke')
+  config.max_epochs, config.patience, config.learning_rate = 15, 15, 3e-3
+  _, info = finetune.train_classifier(model, variables, train_split, val,
+                                      config, 0, regression=True)
+  baseline = np.mean((val.labels - train_split.labels.mean())**2)
+  assert info["val_loss"] < 0.5 * baseline

@@ -236,24 +236,25 @@ def load_extractor(config: ml_collections.ConfigDict) -> Extractor:
 
 @dataclasses.dataclass(frozen=True)
 class Images:
-  """A split held in memory: uint8 images and integer labels."""
+  """A split held in memory: uint8 images and their labels."""
   images: np.ndarray   # uint8 [N, H, W, C].
-  labels: np.ndarray   # int [N].
+  labels: np.ndarray   # int [N] (classes) or float [N] (regression).
 
   def take(self, index: np.ndarray) -> 'Images':
     return Images(self.images[index], self.labels[index])
 
 
 def load_images(data: Any, split: str, image_size: int, label_key: str,
-                max_examples: int) -> Images:
+                max_examples: int, label_dtype: Any = np.int32) -> Images:
   """Up to `max_examples` galaxies of `split` (a sources.EvalDataset's),
-  unaugmented, as uint8."""
+  unaugmented, as uint8; labels as `label_dtype` (float32 for a regression
+  target such as a redshift)."""
   images, labels, n = [], [], 0
   for batch in data.batches(split, batch_size=256, image_size=image_size,
                             keys=(label_key,)):
     keep = batch['mask']
     images.append(np.round(batch['image'][keep] * 255).astype(np.uint8))
-    labels.append(batch[label_key][keep].astype(np.int32))
+    labels.append(batch[label_key][keep].astype(label_dtype))
     n += int(keep.sum())
     if n >= max_examples:
       break

@@ -103,14 +103,23 @@ def _to_float(images: np.ndarray) -> jnp.ndarray:
   return jnp.asarray(images, jnp.float32) / 255.0
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'tx'))
-def _train_step(params, batch_stats, opt_state, images, labels, *, model, tx):
+def training_loss(outputs: jax.Array, labels: jax.Array,
+                  regression: bool) -> jax.Array:
+  """Cross-entropy of class logits, or (regression, one output) the mean
+  squared error."""
+  if regression:
+    return jnp.mean((outputs[:, 0] - labels)**2)
+  return optax.softmax_cross_entropy_with_integer_labels(outputs,
+                                                         labels).mean()
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'tx', 'regression'))
+def _train_step(params, batch_stats, opt_state, images, labels, *, model, tx,
+                regression=False):
   def loss_fn(p):
-    logits, updates = model.apply({'params': p, 'batch_stats': batch_stats},
-                                  images, train=True, mutable=['batch_stats'])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits,
-                                                           labels).mean()
-    return loss, updates['batch_stats']
+    outputs, updates = model.apply({'params': p, 'batch_stats': batch_stats},
+                                   images, train=True, mutable=['batch_stats'])
+    return training_loss(outputs, labels, regression), updates['batch_stats']
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       params)
@@ -145,8 +154,7 @@ def _fixmatch_step(params, batch_stats, opt_state, images, labels, weak,
         {'params': p, 'batch_stats': batch_stats},
         jnp.concatenate([images, weak, strong]), train=True,
         mutable=['batch_stats'])
-    supervised = optax.softmax_cross_entropy_with_integer_labels(
-        logits[:labelled], labels).mean()
+    supervised = training_loss(logits[:labelled], labels, regression=False)
     pseudo, mask = losses.fixmatch_unlabelled_loss(
         logits[labelled:labelled + unlabelled],
         logits[labelled + unlabelled:], threshold)
@@ -165,25 +173,39 @@ def _logits(variables, images, *, model):
   return model.apply(variables, images, train=False)
 
 
+def predict_outputs(model: Classifier, variables: Any, images: np.ndarray,
+                    batch_size: int = 256) -> np.ndarray:
+  """The head's outputs [N, outputs], no augmentation."""
+  return np.concatenate([
+      np.asarray(_logits(variables,
+                         _to_float(images[start:start + batch_size]),
+                         model=model))
+      for start in range(0, len(images), batch_size)])
+
+
 def predict_proba(model: Classifier, variables: Any, images: np.ndarray,
                   batch_size: int = 256) -> np.ndarray:
   """Softmax probabilities [N, classes], no augmentation."""
-  out = []
-  for start in range(0, len(images), batch_size):
-    logits = _logits(variables, _to_float(images[start:start + batch_size]),
-                     model=model)
-    out.append(np.asarray(jax.nn.softmax(logits)))
-  return np.concatenate(out)
+  return np.asarray(jax.nn.softmax(
+      predict_outputs(model, variables, images, batch_size)))
 
 
-def _loss(prob: np.ndarray, labels: np.ndarray) -> float:
+def validation_loss(model: Classifier, variables: Any,
+                    val: features_lib.Images, regression: bool) -> float:
+  """What early stopping watches: the validation cross-entropy, or
+  (regression) mean squared error."""
+  if regression:
+    predicted = predict_outputs(model, variables, val.images)[:, 0]
+    return float(np.mean((predicted - val.labels)**2))
+  prob = predict_proba(model, variables, val.images)
   return float(-np.mean(np.log(np.maximum(
-      prob[np.arange(len(labels)), labels], 1e-12))))
+      prob[np.arange(len(val.labels)), val.labels], 1e-12))))
 
 
 def train_classifier(model: Classifier, variables: Any, train: features_lib.Images,
                      val: features_lib.Images, config: ml_collections.ConfigDict,
-                     seed: int, pool: Optional[UnlabelledPool] = None
+                     seed: int, pool: Optional[UnlabelledPool] = None,
+                     regression: bool = False
                      ) -> tuple[Any, dict[str, Any]]:
   """Trains with early stopping on validation loss; returns the best weights.
 
@@ -191,8 +213,11 @@ def train_classifier(model: Classifier, variables: Any, train: features_lib.Imag
   steps (at least `min_steps_per_epoch`), stopping after `config.patience`
   epochs without a lower validation loss. With a `pool`, every step is a
   FixMatch step, and the info adds the share of unlabelled images that
-  passed the threshold over the run ('mask_rate').
+  passed the threshold over the run ('mask_rate'). With `regression`, the
+  model has one output trained by squared error on float labels.
   """
+  if pool is not None and regression:
+    raise ValueError('FixMatch needs class labels, not a regression target')
   batch_size = min(config.batch_size, len(train.labels))
   # Small budgets still get `min_steps_per_epoch` steps between validations.
   steps_per_epoch = max(len(train.labels) // batch_size,
@@ -216,7 +241,7 @@ def train_classifier(model: Classifier, variables: Any, train: features_lib.Imag
       if pool is None:
         params, batch_stats, opt_state, _ = _train_step(
             params, batch_stats, opt_state, images, labels, model=model,
-            tx=tx)
+            tx=tx, regression=regression)
         continue
       drawn = pool.images[rng.integers(0, len(pool.images),
                                        pool.ratio * batch_size)]
@@ -227,7 +252,7 @@ def train_classifier(model: Classifier, variables: Any, train: features_lib.Imag
           tx=tx, threshold=pool.threshold, weight=pool.weight)
       mask_rates.append(mask_rate)
     current = {'params': params, 'batch_stats': batch_stats}
-    val_loss = _loss(predict_proba(model, current, val.images), val.labels)
+    val_loss = validation_loss(model, current, val, regression)
     if val_loss < best[0]:
       best = (val_loss, current, epoch)
     elif epoch - best[2] >= config.patience:

@@ -1,14 +1,24 @@
-"""Photometric redshifts from a pretrained encoder: a ridge probe per budget.
+"""Photometric redshifts from a pretrained encoder, per label budget: a
+ridge probe of its frozen features, finetuning with a regression head, or
+the same network trained from scratch (the direct baseline).
 
   python -m gzevo_jax.main --config=configs/photoz.py \
+      --config.pretrained_workdir=runs/sdss_contrastive          # ridge
+  python -m gzevo_jax.main --config=configs/photoz.py:finetune \
+      --config.pretrained_workdir=runs/sdss_contrastive
+  python -m gzevo_jax.main --config=configs/photoz.py:direct \
       --config.pretrained_workdir=runs/sdss_contrastive
 
-Extracts frozen features of every split of the five-band dataset, then for
-each label budget and seed fits a ridge regression (`regression.py`; its
-L2 strength picked on the validation split) on a random subset of the
-training galaxies' redshifts and scores the test split: normalised bias,
-sigma_MAD and outlier rate. Writes results.json, results.csv and
-photoz.md (mean ± std over seeds per budget) to the workdir.
+`method='ridge'` extracts frozen features of every split of the five-band
+dataset, then for each label budget and seed fits a ridge regression
+(`regression.py`; its L2 strength picked on the validation split) on a
+random subset of the training galaxies' redshifts. `method='finetune'`
+trains the encoder plus a one-output head by squared error on the same
+subsets, with `finetune.py`'s loop (AdamW, layer-wise lr decay, flips and
+quarter turns, early stopping on validation error); `init='scratch'` (the
+:direct variant) starts from random weights. Either way the test split is
+scored: normalised bias, sigma_MAD and outlier rate. Writes results.json,
+results.csv and photoz.md (mean ± std over seeds per budget).
 """
 
 from __future__ import annotations
@@ -20,8 +30,10 @@ from typing import Any
 
 from absl import logging
 import ml_collections
+import numpy as np
 
 from gzevo_jax import config_lib
+from gzevo_jax import models
 from gzevo_jax.data import common
 from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import features as features_lib
@@ -32,12 +44,19 @@ SPLITS = ('train', 'validation', 'test')
 METRICS = ('bias', 'sigma_mad', 'outlier_rate')
 
 
+METHODS = ('ridge', 'finetune')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming a bad field before anything runs."""
   features_lib.validate_downstream(config)
+  config_lib.check_choice('method', config.method, METHODS)
   if not config.ridge.alphas or min(config.ridge.alphas) < 0:
     raise ValueError('config.ridge.alphas must be non-negative L2 strengths, '
                      f'got {config.ridge.alphas}')
+  if config.method == 'finetune':
+    from gzevo_jax.evaluation import finetune  # JAX models, lazily.
+    finetune.validate(config)
 
 
 def evaluate_budget(splits: dict[str, features_lib.Features], key: str,
@@ -77,24 +96,32 @@ def _write(results: dict[str, Any], workdir: str) -> None:
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1, default=float)
   with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, ['budget', 'seed', *METRICS, 'alpha'])
+    writer = csv.DictWriter(f, ['budget', 'seed', *METRICS, 'alpha'],
+                            extrasaction='ignore')
     writer.writeheader()
     writer.writerows(results['runs'])
   with open(os.path.join(workdir, 'photoz.md'), 'w') as f:
     f.write(results['table'])
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Features, every budget x seed, files in `workdir`."""
-  validate(config)
+def check_target(config: ml_collections.ConfigDict,
+                 feature_shapes: dict[str, Any]) -> None:
+  """The target must be a scalar feature of the dataset."""
   key = config.data.target_key
-  budget_list = budgets_lib.parse_budgets(config.budgets)
-  extractor = features_lib.load_extractor(config)
-  if extractor.data.feature_shapes.get(key, None) != ():
+  if feature_shapes.get(key, None) != ():
     raise common.DataError(
         f'config.data.target_key={key!r}: {config.data.dataset} has no '
         f'scalar feature {key!r}; it has '
-        f'{", ".join(sorted(extractor.data.feature_shapes))}')
+        f'{", ".join(sorted(feature_shapes))}')
+
+
+def _ridge_runs(config: ml_collections.ConfigDict,
+                budget_list: list[int | None]
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """Ridge probe rows of every budget x seed, and the extraction facts."""
+  key = config.data.target_key
+  extractor = features_lib.load_extractor(config)
+  check_target(config, extractor.data.feature_shapes)
   splits = {s: extractor.extract(s, (key,)) for s in SPLITS}
   for budget in budget_list:  # Fail before any fitting, not halfway.
     budgets_lib.sample_subset(splits['train'].num_examples, budget, 0)
@@ -105,8 +132,61 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                    'seed': seed,
                    **evaluate_budget(splits, key, tuple(config.ridge.alphas),
                                      budget, seed)})
+  return rows, extractor.facts()
+
+
+def _finetune_runs(config: ml_collections.ConfigDict,
+                   budget_list: list[int | None]
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """Finetuned (or, init='scratch', directly trained) regression rows of
+  every budget x seed, and what was trained."""
+  from gzevo_jax import checkpoint  # JAX, lazily.
+  from gzevo_jax.data import sources
+  from gzevo_jax.evaluation import finetune
+  key = config.data.target_key
+  pretrained, _, step = checkpoint.load_config_and_schema(
+      config.pretrained_workdir, config.pretrained_step)
+  data = sources.eval_dataset(config.data)
+  features_lib.check_bands(data, pretrained, config, step)
+  check_target(config, dict(data.feature_shapes))
+  image_size = config.data.image_size or pretrained.data.image_size
+  splits = {s: features_lib.load_images(data, s, image_size, key,
+                                        config.max_examples, np.float32)
+            for s in SPLITS}
+  for budget in budget_list:  # Fail before any training, not halfway.
+    budgets_lib.sample_subset(len(splits['train'].labels), budget, 0)
+  encoder = models.build_encoder_from_config(pretrained.model).clone(
+      bn_axis_name=None)
+  model = finetune.Classifier(encoder, 1)
+  image_shape = splits['train'].images.shape[1:]
+  rows = []
+  for budget in budget_list:
+    for seed in range(config.num_seeds):
+      index = budgets_lib.sample_subset(len(splits['train'].labels), budget,
+                                        seed)
+      variables = finetune.initial_variables(config, model, image_shape, seed)
+      variables, info = finetune.train_classifier(
+          model, variables, splits['train'].take(index),
+          splits['validation'], config, seed, regression=True)
+      predicted = finetune.predict_outputs(model, variables,
+                                           splits['test'].images)[:, 0]
+      rows.append({'budget': len(index), 'seed': seed,
+                   **regression.photoz_metrics(splits['test'].labels,
+                                               predicted), **info})
+  facts = {'pretrained_workdir': config.pretrained_workdir,
+           'pretrained_step': step, 'init': config.init,
+           'image_size': image_size}
+  return rows, facts
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Every budget x seed by the configured method; files in `workdir`."""
+  validate(config)
+  budget_list = budgets_lib.parse_budgets(config.budgets)
+  runs = _ridge_runs if config.method == 'ridge' else _finetune_runs
+  rows, facts = runs(config, budget_list)
   summary = summarise(rows)
-  results = {'config': config_lib.plain_data(config), **extractor.facts(),
+  results = {'config': config_lib.plain_data(config), **facts,
              'runs': rows, 'summary': summary,
              'table': markdown_table(summary)}
   _write(results, workdir)
