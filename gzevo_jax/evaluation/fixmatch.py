@@ -25,7 +25,6 @@ paired 95% bootstrap interval over seeds and test sources), reliability.png
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -41,6 +40,7 @@ from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import calibration
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import finetune
+from gzevo_jax.evaluation import linear_probe
 from gzevo_jax.evaluation import probe as probe_lib
 
 ARMS = ('supervised', 'fixmatch', 'fixmatch_shift')
@@ -270,13 +270,8 @@ def _write(results: dict[str, Any], table: str, panels: list[list[tuple]],
                                     os.path.join(workdir, 'reliability.png'))
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1, default=float)
-  with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(['method', 'budget'] +
-                    [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')])
-    for row in results['summary']:
-      writer.writerow([row['method'], row['budget']] +
-                      [row[m][s] for m in METRICS for s in ('mean', 'std')])
+  linear_probe.write_summary_csv(os.path.join(workdir, 'results.csv'),
+                                 results['summary'], METRICS)
   logging.info('wrote fixmatch.md, reliability.png, results.json and '
                'results.csv to %s', workdir)
   print(table)

@@ -17,7 +17,7 @@ import csv
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 import ml_collections
@@ -145,6 +145,19 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   return out
 
 
+def write_summary_csv(path: str, summary: list[dict[str, Any]],
+                      metrics: Sequence[str]) -> str:
+  """One row per (method, budget): each metric's mean and std over seeds."""
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['method', 'budget'] +
+                    [f'{m}_{s}' for m in metrics for s in ('mean', 'std')])
+    for row in summary:
+      writer.writerow([row['method'], row['budget']] +
+                      [row[m][s] for m in metrics for s in ('mean', 'std')])
+  return path
+
+
 def write_results(results: dict[str, Any], workdir: str) -> list[str]:
   """results.json, results.csv and label_efficiency.png in `workdir`."""
   os.makedirs(workdir, exist_ok=True)
@@ -154,13 +167,7 @@ def write_results(results: dict[str, Any], workdir: str) -> list[str]:
   ]
   with open(paths[0], 'w') as f:
     json.dump(results, f, indent=1, default=float)
-  with open(paths[1], 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(['method', 'budget'] +
-                    [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')])
-    for row in results['summary']:
-      writer.writerow([row['method'], row['budget']] +
-                      [row[m][s] for m in METRICS for s in ('mean', 'std')])
+  write_summary_csv(paths[1], results['summary'], METRICS)
   plot_label_efficiency(results['summary'],
                         paths[2],
                         title=f"{results['pretrained_objective']} "
