@@ -134,3 +134,18 @@ def test_a_regression_head_learns_a_learnable_target():
                                       config, 0, regression=True)
   baseline = np.mean((val.labels - train_split.labels.mean())**2)
   assert info["val_loss"] < 0.5 * baseline
+
+
+def test_the_morphology_probe_runs_on_five_bands(tmp_path, pretrained):
+  """Hayat et al.'s other task: morphology from the five-band encoder, by
+  the linear probe on sdss5's `label` (smooth, featured, artifact)."""
+  from gzevo_jax.evaluation import linear_probe
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'linear_probe.py:smoke'))
+  config.pretrained_workdir, config.data.data_dir = pretrained
+  config.data.dataset = 'sdss5/synthetic_tiny'
+  config.budgets, config.num_seeds = (60,), 1
+  results = linear_probe.run(config, str(tmp_path / 'morphology'))
+  assert {r['budget'] for r in results['runs']} == {60}
+  assert len(results['test_labels']) > 0
+  assert set(results['test_labels']) <= {0, 1, 2}
