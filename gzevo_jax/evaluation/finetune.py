@@ -14,6 +14,11 @@ quarter turns as augmentation, and early stopping on validation loss (the
 best epoch's weights are kept). Test metrics per budget and seed go to the
 same results.json / results.csv / label_efficiency.png as the linear probe.
 
+The same loop (`train_classifier`) serves two other tasks: with an
+`UnlabelledPool` every step is a FixMatch step (`fixmatch.py`), and with
+`regression=True` a one-output head learns a float target by squared error
+(photo-z finetuning, `photoz.py`).
+
 The downstream split is held in memory as uint8 (`max_examples` caps it), and
 training runs on one device, so this suits the synthetic rings and GZ
 Rings-sized tasks rather than pod-scale finetuning.
