@@ -397,14 +397,18 @@ def load_task(data: Any, config: ml_collections.ConfigDict, image_size: int
   return splits, budget_list
 
 
+def num_classes(splits: dict[str, features_lib.Images]) -> int:
+  """Classes of integer labels 0..C-1 over every split."""
+  return int(max(s.labels.max() for s in splits.values())) + 1
+
+
 def build_classifier(model_config: ml_collections.ConfigDict,
-                     splits: dict[str, features_lib.Images]) -> Classifier:
-  """The configured encoder plus a head over the splits' classes, for one
-  device (BatchNorm needs no cross-device axis here)."""
-  num_classes = int(max(s.labels.max() for s in splits.values())) + 1
+                     num_outputs: int) -> Classifier:
+  """The configured encoder plus a head of `num_outputs` (classes, or 1 for
+  a regression), for one device (BatchNorm needs no cross-device axis)."""
   encoder = models.build_encoder_from_config(model_config).clone(
       bn_axis_name=None)
-  return Classifier(encoder, num_classes)
+  return Classifier(encoder, num_outputs)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -422,7 +426,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   features_lib.check_bands(data, pretrained, config, step)
   image_size = config.data.image_size or pretrained.data.image_size
   splits, budget_list = load_task(data, config, image_size)
-  model = build_classifier(pretrained.model, splits)
+  model = build_classifier(pretrained.model, num_classes(splits))
   image_shape = splits['train'].images.shape[1:]
   rows = []
   progress = SeedProgress(workdir, config, progress_record)

@@ -110,10 +110,6 @@ def _pool(config: ml_collections.ConfigDict,
                                  threshold=f.threshold, weight=f.weight)
 
 
-def _ece(labels: np.ndarray, prob: np.ndarray, num_bins: int) -> float:
-  return calibration.expected_calibration_error(prob, labels, num_bins)
-
-
 def _train_arm(config: ml_collections.ConfigDict, arm: str,
                model: finetune.Classifier,
                splits: dict[str, features_lib.Images],
@@ -136,7 +132,8 @@ def _train_arm(config: ml_collections.ConfigDict, arm: str,
                                                seed)
         finished, prob = finetune.train_and_score(
             model, variables, splits, index, config, seed, arm, pool)
-        finished['ece'] = _ece(test_labels, prob, config.calibration_bins)
+        finished['ece'] = calibration.expected_calibration_error(
+            prob, test_labels, config.calibration_bins)
         finished['test_confidence'] = [round(float(p), 4)
                                        for p in prob.max(axis=1)]
         progress.add(budget, seed, finished)
@@ -241,7 +238,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   data = sources.eval_dataset(config.data)
   image_size = config.data.image_size or data.feature_shapes['image'][0]
   splits, budget_list = finetune.load_task(data, config, image_size)
-  model = finetune.build_classifier(config.model, splits)
+  model = finetune.build_classifier(config.model,
+                                    finetune.num_classes(splits))
   image_shape = splits['train'].images.shape[1:]
   rows = []
   for arm in config.arms:

@@ -33,7 +33,6 @@ import ml_collections
 import numpy as np
 
 from gzevo_jax import config_lib
-from gzevo_jax import models
 from gzevo_jax.data import common
 from gzevo_jax.evaluation import budgets as budgets_lib
 from gzevo_jax.evaluation import features as features_lib
@@ -155,9 +154,7 @@ def _finetune_runs(config: ml_collections.ConfigDict,
             for s in SPLITS}
   for budget in budget_list:  # Fail before any training, not halfway.
     budgets_lib.sample_subset(len(splits['train'].labels), budget, 0)
-  encoder = models.build_encoder_from_config(pretrained.model).clone(
-      bn_axis_name=None)
-  model = finetune.Classifier(encoder, 1)
+  model = finetune.build_classifier(pretrained.model, 1)
   image_shape = splits['train'].images.shape[1:]
   rows = []
   for budget in budget_list:
