@@ -6,13 +6,16 @@ r"""Photometric redshifts from a pretrained encoder, at label budgets.
       --config.pretrained_workdir=runs/sdss_contrastive
   python -m gzevo_jax.main --config=configs/photoz.py:direct \
       --config.pretrained_workdir=runs/sdss_contrastive
+  python -m gzevo_jax.main --config=configs/photoz.py:photometry
   python -m gzevo_jax.main --config=configs/photoz.py:smoke \
       --config.pretrained_workdir=runs/sdss_contrastive_smoke
 
 A ridge probe per label budget and seed on `sdss5/synthetic`'s redshifts
 (:finetune trains the encoder with a regression head instead, :direct the
-same network from scratch); writes photoz.md (normalised bias, sigma_MAD,
-outlier rate; mean ± std over seeds), results.json and results.csv.
+same network from scratch; :photometry needs no encoder: a k-nearest-
+neighbour regressor on aperture colours, the photometric baseline); writes
+photoz.md (normalised bias, sigma_MAD, outlier rate; mean ± std over
+seeds), results.json and results.csv.
 """
 
 import ml_collections
@@ -41,6 +44,12 @@ def direct(config):
   finetune_lib.as_direct_baseline(config)
 
 
+def photometry(config):
+  """The photometric baseline: k-NN on aperture colours, no encoder."""
+  config.method = 'photometry'
+  config.run_name = 'photoz_photometry'
+
+
 def get_config(arg=None):
   c = config_lib.finetune_fields(config_lib.downstream_config('photoz'))
   c.method = 'ridge'           # 'ridge' probe of frozen features, 'finetune'.
@@ -50,6 +59,9 @@ def get_config(arg=None):
   c.budgets = (100, 300, 1000, 3000, 'all')
   c.ridge = ml_collections.ConfigDict()
   c.ridge.alphas = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # L2 strengths.
+  c.knn = ml_collections.ConfigDict()
+  c.knn.ks = (5, 10, 20, 40, 80)  # Neighbour counts (picked on validation).
   return config_lib.apply_variant(c, arg, {'smoke': smoke,
                                            'finetune': finetune,
-                                           'direct': direct})
+                                           'direct': direct,
+                                           'photometry': photometry})

@@ -62,6 +62,38 @@ def test_a_galaxy_further_away_is_smaller_fainter_and_redder():
   assert colour[1] > 1.2 * colour[0]
 
 
+def test_aperture_fluxes_sum_the_pixels_inside_the_radius():
+  flux = np.zeros((1, 8, 8, 5))
+  flux[0, 3:5, 3:5, :] = 1.0        # The four centre pixels (r = 0.71 px).
+  flux[0, 3, 1, 2] = 10.0           # r = 2.55 px from the centre.
+  flux[0, 0, 0, :] = 100.0          # A corner: outside both.
+  inside = multiband.aperture_fluxes(flux, radius=0.25)   # 2 px.
+  np.testing.assert_allclose(inside, [[4.0] * 5])
+  wider = multiband.aperture_fluxes(flux, radius=0.375)   # 3 px.
+  np.testing.assert_allclose(wider, [[4.0, 4.0, 14.0, 4.0, 4.0]])
+
+
+def test_photometry_of_stored_images_reddens_with_redshift():
+  galaxy = morph(2, radius=0.12, snr=400.0)
+  options = rd.RenderOptions(bands=5, sky_noise=False)
+  z = np.array([multiband.REFERENCE_REDSHIFT, 0.3])
+  stored = rd.to_uint8(multiband.render_multiband(galaxy, z, options),
+                       options)
+  features = multiband.photometry(stored, options)
+  assert features.shape == (2, 5)
+  # z - u = the sum of the four adjacent colours: lower is redder.
+  z_minus_u = features[:, :4].sum(axis=1)
+  assert z_minus_u[1] < z_minus_u[0] - 0.3
+  assert features[1, 4] > features[0, 4]  # Further: a fainter r magnitude.
+  # The same colour from the linear flux, before the stretch.
+  linear = multiband.aperture_fluxes(
+      multiband.render_multiband(galaxy, z, options))
+  expected = -2.5 * np.log10(linear[:, 0] / linear[:, 4])
+  np.testing.assert_allclose(z_minus_u, expected, atol=0.03)
+  with pytest.raises(ValueError, match=r'\[n, H, W, 5\].*\(2, 64, 64, 3\)'):
+    multiband.photometry(stored[..., :3], options)
+
+
 def test_at_the_reference_redshift_nothing_changes():
   galaxy = morph(3)
   moved = multiband.at_redshift(galaxy, np.full(3, 0.05))

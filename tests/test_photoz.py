@@ -90,13 +90,35 @@ def test_photoz_finetune_and_direct_smoke(tmp_path, pretrained, variant,
       '| labels | bias |')
 
 
+def test_the_photometric_baseline_needs_no_encoder(tmp_path, pretrained):
+  config = config_lib.load_config_file(
+      os.path.join(REPO_ROOT, 'configs', 'photoz.py:photometry+smoke'))
+  assert config.method == 'photometry' and not config.pretrained_workdir
+  config.data.data_dir = pretrained[1]
+  results = photoz.run(config, str(tmp_path / 'photoz'))
+  assert len(results['runs']) == 4  # 2 budgets x 2 seeds.
+  for row in results['runs']:
+    assert row['k'] in config.knn.ks and row['k'] <= row['budget']
+    assert row['sigma_mad'] >= 0 and 0 <= row['outlier_rate'] <= 1
+  assert results['image_size'] == 32
+  with open(tmp_path / 'photoz' / 'results.csv') as f:
+    assert f.readline().strip() == (
+        'budget,seed,bias,sigma_mad,outlier_rate,alpha,k')
+  config.data.image_size = 64
+  with pytest.raises(ValueError, match='image_size=64.*32 px'):
+    photoz.run(config, str(tmp_path / 'resized'))
+  config.data.image_size, config.knn.ks = None, (0,)
+  with pytest.raises(ValueError, match='knn.ks'):
+    photoz.validate(config)
+
+
 def test_an_unknown_method_is_a_config_error():
   config = config_lib.load_config_file(
       os.path.join(REPO_ROOT, 'configs', 'photoz.py'))
   config.pretrained_workdir = 'runs/x'
   config.method = 'knn'
   with pytest.raises(ValueError, match="config.method='knn'.*ridge, "
-                     'finetune'):
+                     'finetune, photometry'):
     photoz.validate(config)
 
 

@@ -68,3 +68,29 @@ def test_the_probe_picks_the_strength_on_validation():
                                     alphas).alpha == 1e6
   with pytest.raises(ValueError, match='non-negative'):
     regression.fit_ridge_probe(x, z, x, z, alphas=(-1.0,))
+
+
+def _knn_by_hand(train_x, train_y, x, k):
+  """Mean target of the k nearest (standardised Euclidean) training rows."""
+  mean, scale = train_x.mean(0), train_x.std(0)
+  a, b = (train_x - mean) / scale, (x - mean) / scale
+  distance = ((b[:, None, :] - a[None, :, :])**2).sum(-1)
+  return train_y[np.argsort(distance, axis=1)[:, :k]].mean(1)
+
+
+def test_the_knn_probe_picks_k_on_validation_and_averages_neighbours():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 3)) * [1.0, 10.0, 0.1]  # Unequal scales.
+  y = 0.2 + 0.05 * np.tanh(x[:, 0] + x[:, 1] / 10) + 0.01 * rng.normal(
+      size=300)
+  train, val, test = slice(0, 200), slice(200, 250), slice(250, 300)
+  fit = regression.fit_knn_probe(x[train], y[train], x[val], y[val],
+                                 (1, 5, 20, 500))
+  losses = {k: np.mean(((_knn_by_hand(x[train], y[train], x[val], k) -
+                         y[val]) / (1 + y[val]))**2) for k in (1, 5, 20)}
+  assert fit.k == min(losses, key=losses.get)  # 500 > 200 rows: skipped.
+  np.testing.assert_allclose(fit.predict(x[test]),
+                             _knn_by_hand(x[train], y[train], x[test],
+                                          fit.k), rtol=1e-10)
+  with pytest.raises(ValueError, match=r'no k in \(500,\) fits 200'):
+    regression.fit_knn_probe(x[train], y[train], x[val], y[val], (500,))

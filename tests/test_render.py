@@ -103,6 +103,22 @@ def test_to_uint8_is_a_monotonic_asinh_stretch():
   assert 10 < one_sigma.item() < 60
 
 
+def test_from_uint8_undoes_the_stretch_to_within_half_a_level():
+  options = rd.RenderOptions()
+  flux = np.geomspace(0.5, options.stretch_maximum, 400).astype(np.float32)
+  back = rd.from_uint8(rd.to_uint8(flux.reshape(1, -1, 1, 1), options),
+                       options).ravel()
+  # On the stretch's own scale the two differ by at most half a level.
+  a = options.stretch_softening * options.sky_sigma
+  per_level = np.arcsinh(options.stretch_maximum /
+                         options.stretch_softening) / 255.0
+  levels = lambda f: np.arcsinh(f / a) / per_level
+  assert np.max(np.abs(levels(back) - levels(flux))) <= 0.5 + 1e-3
+  assert np.median(np.abs(back / flux - 1)) < 0.02
+  black = rd.from_uint8(np.zeros((1, 1, 1, 1), np.uint8), options)
+  assert black.item() == 0.0
+
+
 def test_same_seed_same_image_different_seed_different():
   m = ml.sample_morphology(8, np.random.default_rng(2))
   a, b = rd.render(m), rd.render(m)

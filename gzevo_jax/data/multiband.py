@@ -18,6 +18,12 @@ D_A is the angular diameter distance of a flat Lambda-CDM universe
 (`OMEGA_M`), in units of the Hubble distance c / H0. Bands are stored in
 the renderer's order, reddest first: z, i, r, g, u (for 3 bands the
 renderer's (z, r, g) is display RGB).
+
+`photometry` measures the stored images the way a photo-z catalogue does,
+for the photometric baseline of `evaluation/photoz.py`: the display
+stretch undone (`render.from_uint8`), each band's flux in a circular
+aperture at the centre, then the four adjacent colours and the r magnitude
+(AB-like: -2.5 log10 of the flux in sky-noise units).
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ REFERENCE_REDSHIFT = 0.05
 REDDENING = 6.0     # Band tilt exponent per unit redshift.
 OMEGA_M = 0.3
 _GRID = 4096        # Integration points per distance.
+# Photometry: the aperture's radius (image widths; galaxies' half-light
+# radii are 0.07-0.18 at the reference redshift, smaller further away),
+# and the flux floor (sky sigmas) that keeps magnitudes of faint or
+# negative apertures finite.
+APERTURE_RADIUS = 0.125
+_FLUX_FLOOR = 1.0
 
 
 def comoving_distance(z: np.ndarray) -> np.ndarray:
@@ -87,3 +99,29 @@ def render_multiband(morphology: Morphology, z: np.ndarray,
     raise ValueError(f'render five bands ({", ".join(BANDS)}), got '
                      f'options.bands={options.bands}')
   return render.render(at_redshift(morphology, z), options, band_scale(z))
+
+
+def aperture_fluxes(flux: np.ndarray,
+                    radius: float = APERTURE_RADIUS) -> np.ndarray:
+  """float64 [n, bands]: the sum of linear flux [n, H, W, bands] within
+  `radius` image widths of the image centre."""
+  size = flux.shape[1]
+  centre = np.arange(size) + 0.5 - size / 2
+  inside = np.hypot(centre[:, None], centre[None, :]) < radius * size
+  return np.asarray(flux, np.float64)[:, inside, :].sum(axis=1)
+
+
+def photometry(images: np.ndarray,
+               options: render.RenderOptions = render.RenderOptions()
+               ) -> np.ndarray:
+  """float64 [n, 5]: colours z-i, i-r, r-g, g-u and the r magnitude of
+  stored uint8 five-band images (`options`: the stretch they were stored
+  with), from aperture fluxes."""
+  if images.ndim != 4 or images.shape[-1] != len(BANDS):
+    raise ValueError(f'need uint8 [n, H, W, {len(BANDS)}] images (bands '
+                     f'{", ".join(BANDS)}), got shape {images.shape}')
+  flux = aperture_fluxes(render.from_uint8(images, options))
+  magnitude = -2.5 * np.log10(np.maximum(flux, _FLUX_FLOOR))
+  colours = magnitude[:, :-1] - magnitude[:, 1:]
+  return np.concatenate(
+      [colours, magnitude[:, BANDS.index('r'), None]], axis=1)

@@ -902,10 +902,29 @@ def to_uint8(
   `stretch_maximum` sky sigmas: linear near the noise, logarithmic in bright
   cores, like Legacy Survey colour images; negative flux is black.
   """
-  a = options.stretch_softening * options.sky_sigma
-  top = np.arcsinh(options.stretch_maximum / options.stretch_softening)
+  a, top = _stretch(options)
   scaled = np.arcsinh(np.asarray(images, _F32) / _F32(a)) * _F32(255.0 / top)
   return (np.clip(scaled, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+def from_uint8(
+    images: np.ndarray, options: RenderOptions = RenderOptions()) -> np.ndarray:
+  """float32 linear flux (sky sigmas x sky_sigma) of `to_uint8` images.
+
+  The stretch's inverse, to within its quantisation (half a level: 1% of
+  the flux in bright cores); negative flux came out black and stays 0, and
+  flux above `stretch_maximum` saturated. For photometry of stored images.
+  """
+  a, top = _stretch(options)
+  levels = np.asarray(images, _F32) * _F32(top / 255.0)
+  return (_F32(a) * np.sinh(levels)).astype(_F32)
+
+
+def _stretch(options: RenderOptions) -> tuple[float, float]:
+  """The asinh stretch's knee (flux units) and its top (asinh units)."""
+  return (options.stretch_softening * options.sky_sigma,
+          float(np.arcsinh(options.stretch_maximum /
+                           options.stretch_softening)))
 
 
 def render_uint8(

@@ -179,13 +179,15 @@ def validate_extraction_config(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_downstream(config: ml_collections.ConfigDict,
-                        positive_ints: Iterable[str] = ()) -> None:
+                        positive_ints: Iterable[str] = (),
+                        needs_encoder: bool = True) -> None:
   """Raises ValueError naming a bad field of a `config_lib.downstream_config`.
 
-  Its extraction fields, budgets and seeds, and the task's own
-  `positive_ints` fields.
+  Its extraction fields (unless the method reads no encoder), budgets and
+  seeds, and the task's own `positive_ints` fields.
   """
-  validate_extraction_config(config)
+  if needs_encoder:
+    validate_extraction_config(config)
   budgets.parse_budgets(config.budgets)
   for field in ('num_seeds', *positive_ints):
     config_lib.check_positive_int(config, field)

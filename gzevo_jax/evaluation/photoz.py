@@ -8,6 +8,7 @@ the same network trained from scratch (the direct baseline).
       --config.pretrained_workdir=runs/sdss_contrastive
   python -m gzevo_jax.main --config=configs/photoz.py:direct \
       --config.pretrained_workdir=runs/sdss_contrastive
+  python -m gzevo_jax.main --config=configs/photoz.py:photometry   # no encoder
 
 `method='ridge'` extracts frozen features of every split of the five-band
 dataset, then for each label budget and seed fits a ridge regression
@@ -16,8 +17,11 @@ random subset of the training galaxies' redshifts. `method='finetune'`
 trains the encoder plus a one-output head by squared error on the same
 subsets, with `finetune.py`'s loop (AdamW, layer-wise lr decay, flips and
 quarter turns, early stopping on validation error); `init='scratch'` (the
-:direct variant) starts from random weights. Either way the test split is
-scored: normalised bias, sigma_MAD and outlier rate. Writes results.json,
+:direct variant) starts from random weights. `method='photometry'` (no encoder) is the
+classic photometric baseline: aperture colours and magnitude of the stored
+images (`multiband.photometry`) and a k-nearest-neighbour regressor
+(`regression.fit_knn_probe`, k picked on validation). Each way the test
+split is scored: normalised bias, sigma_MAD and outlier rate. Writes results.json,
 results.csv and photoz.md (mean ± std over seeds per budget).
 """
 
@@ -43,13 +47,18 @@ SPLITS = ('train', 'validation', 'test')
 METRICS = ('bias', 'sigma_mad', 'outlier_rate')
 
 
-METHODS = ('ridge', 'finetune')
+METHODS = ('ridge', 'finetune', 'photometry')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming a bad field before anything runs."""
-  features_lib.validate_downstream(config)
   config_lib.check_choice('method', config.method, METHODS)
+  features_lib.validate_downstream(
+      config, needs_encoder=config.method != 'photometry')
+  if config.method == 'photometry' and (
+      not config.knn.ks or min(config.knn.ks) < 1):
+    raise ValueError('config.knn.ks must be positive neighbour counts, got '
+                     f'{config.knn.ks}')
   if not config.ridge.alphas or min(config.ridge.alphas) < 0:
     raise ValueError('config.ridge.alphas must be non-negative L2 strengths, '
                      f'got {config.ridge.alphas}')
@@ -95,7 +104,7 @@ def _write(results: dict[str, Any], workdir: str) -> None:
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1, default=float)
   with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, ['budget', 'seed', *METRICS, 'alpha'],
+    writer = csv.DictWriter(f, ['budget', 'seed', *METRICS, 'alpha', 'k'],
                             extrasaction='ignore')
     writer.writeheader()
     writer.writerows(results['runs'])
@@ -176,11 +185,57 @@ def _finetune_runs(config: ml_collections.ConfigDict,
   return rows, facts
 
 
+def _photometry_runs(config: ml_collections.ConfigDict,
+                     budget_list: list[int | None]
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """k-NN rows on aperture photometry of every budget x seed (no encoder),
+  and how the images were measured."""
+  from gzevo_jax.data import multiband
+  from gzevo_jax.data import sources
+  key = config.data.target_key
+  data = sources.eval_dataset(config.data)
+  check_target(config, dict(data.feature_shapes))
+  shape = tuple(data.feature_shapes['image'])
+  if len(shape) != 3 or shape[-1] != len(multiband.BANDS):
+    raise common.DataError(
+        f'{config.data.dataset}: photometry needs {len(multiband.BANDS)}-band '
+        f'images ({", ".join(multiband.BANDS)}), its images are {shape}')
+  if config.data.image_size and config.data.image_size != shape[0]:
+    raise ValueError(f'config.data.image_size={config.data.image_size}: '
+                     'photometry measures the stored images; leave it unset '
+                     f'(they are {shape[0]} px)')
+  splits = {}
+  for split in SPLITS:
+    images = features_lib.load_images(data, split, shape[0], key,
+                                      config.max_examples, np.float32)
+    splits[split] = (multiband.photometry(images.images), images.labels)
+  (train_x, train_z), (val_x, val_z), (test_x, test_z) = (
+      splits[s] for s in SPLITS)
+  for budget in budget_list:  # Fail before any fitting, not halfway.
+    budgets_lib.sample_subset(len(train_z), budget, 0)
+  rows = []
+  for budget in budget_list:
+    for seed in range(config.num_seeds):
+      index = budgets_lib.sample_subset(len(train_z), budget, seed)
+      fit = regression.fit_knn_probe(train_x[index], train_z[index], val_x,
+                                     val_z, tuple(config.knn.ks))
+      rows.append({'budget': len(index), 'seed': seed, 'k': fit.k,
+                   **regression.photoz_metrics(test_z, fit.predict(test_x))})
+  facts = {'method': 'photometry', 'image_size': shape[0],
+           'aperture_radius': multiband.APERTURE_RADIUS,
+           'features': 'colours z-i, i-r, r-g, g-u and the r magnitude'}
+  return rows, facts
+
+
+_RUNS = {'ridge': _ridge_runs, 'finetune': _finetune_runs,
+         'photometry': _photometry_runs}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Every budget x seed by the configured method; files in `workdir`."""
   validate(config)
   budget_list = budgets_lib.parse_budgets(config.budgets)
-  runs = _ridge_runs if config.method == 'ridge' else _finetune_runs
+  runs = _RUNS[config.method]
   rows, facts = runs(config, budget_list)
   summary = summarise(rows)
   results = {'config': config_lib.plain_data(config), **facts,

@@ -12,6 +12,10 @@ The ridge probe standardises the features with the training split's mean
 and standard deviation, fits an intercept and weights in closed form for
 each L2 strength, and keeps the strength with the lowest validation mean
 squared Δz (validation, never test).
+
+The k-nearest-neighbour probe is the classic photometric photo-z (e.g.
+Beck et al. 2016 for SDSS): the mean redshift of the k training galaxies
+nearest in standardised photometry, k picked the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import dataclasses
 from typing import Sequence
 
 import numpy as np
+from sklearn import neighbors
 
 OUTLIER_THRESHOLD = 0.15
 _MAD_TO_SIGMA = 1.4826
@@ -82,6 +87,38 @@ def fit_ridge_probe(train_x: np.ndarray, train_y: np.ndarray,
   if not alphas or min(alphas) < 0:
     raise ValueError(f'alphas must be non-negative, got {alphas}')
   fits = [fit_ridge(train_x, train_y, a) for a in alphas]
+  losses = [_mean_squared_dz(np.asarray(validation_y, np.float64),
+                             f.predict(validation_x)) for f in fits]
+  return fits[int(np.argmin(losses))]
+
+
+@dataclasses.dataclass(frozen=True)
+class KnnFit:
+  """A fitted k-nearest-neighbour regressor on standardised features."""
+  mean: np.ndarray
+  scale: np.ndarray
+  model: neighbors.KNeighborsRegressor
+  k: int
+
+  def predict(self, x: np.ndarray) -> np.ndarray:
+    return self.model.predict((np.asarray(x, np.float64) - self.mean) /
+                              self.scale)
+
+
+def fit_knn_probe(train_x: np.ndarray, train_y: np.ndarray,
+                  validation_x: np.ndarray, validation_y: np.ndarray,
+                  ks: Sequence[int]) -> KnnFit:
+  """The k-NN mean regressor whose k (those <= the training size) has the
+  lowest validation mean squared Δz (first of equals)."""
+  x = np.asarray(train_x, np.float64)
+  usable = [k for k in ks if 1 <= k <= len(x)]
+  if not usable:
+    raise ValueError(f'no k in {tuple(ks)} fits {len(x)} training examples')
+  mean = x.mean(axis=0)
+  scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+  fits = [KnnFit(mean, scale, neighbors.KNeighborsRegressor(k).fit(
+      (x - mean) / scale, np.asarray(train_y, np.float64)), k)
+          for k in usable]
   losses = [_mean_squared_dz(np.asarray(validation_y, np.float64),
                              f.predict(validation_x)) for f in fits]
   return fits[int(np.argmin(losses))]
