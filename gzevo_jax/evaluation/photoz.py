@@ -28,9 +28,10 @@ results.csv and photoz.md (mean ± std over seeds per budget).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import ml_collections
@@ -67,18 +68,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
     finetune.validate(config)
 
 
-def evaluate_budget(splits: dict[str, features_lib.Features], key: str,
-                    alphas: tuple[float, ...], budget: int | None,
-                    seed: int) -> dict[str, float]:
-  """Test photo-z metrics of a ridge probe on `budget` training galaxies."""
-  train, val, test = (splits[s] for s in SPLITS)
-  index = budgets_lib.sample_subset(train.num_examples, budget, seed)
-  fit = regression.fit_ridge_probe(train.features[index],
-                                   train.labels[key][index], val.features,
-                                   val.labels[key], alphas)
-  return {**regression.photoz_metrics(test.labels[key],
-                                      fit.predict(test.features)),
-          'alpha': fit.alpha}
+def probe_rows(splits: dict[str, tuple[np.ndarray, np.ndarray]],
+               budget_list: list[int | None], num_seeds: int,
+               fit_probe: Callable[..., Any], choice: str
+               ) -> list[dict[str, Any]]:
+  """Test photo-z metrics of a probe per budget x seed.
+
+  `splits` maps each split to (features, redshifts); `fit_probe(train_x,
+  train_y, validation_x, validation_y)` fits on a random training subset
+  and picks its own setting on validation, recorded as its field `choice`.
+  """
+  (train_x, train_z), (val_x, val_z), (test_x, test_z) = (
+      splits[s] for s in SPLITS)
+  for budget in budget_list:  # Fail before any fitting, not halfway.
+    budgets_lib.sample_subset(len(train_z), budget, 0)
+  rows = []
+  for budget in budget_list:
+    for seed in range(num_seeds):
+      index = budgets_lib.sample_subset(len(train_z), budget, seed)
+      fit = fit_probe(train_x[index], train_z[index], val_x, val_z)
+      rows.append({'budget': len(index), 'seed': seed,
+                   **regression.photoz_metrics(test_z, fit.predict(test_x)),
+                   choice: getattr(fit, choice)})
+  return rows
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,17 +142,14 @@ def _ridge_runs(config: ml_collections.ConfigDict,
   key = config.data.target_key
   extractor = features_lib.load_extractor(config)
   check_target(config, extractor.data.feature_shapes)
-  splits = {s: extractor.extract(s, (key,)) for s in SPLITS}
-  for budget in budget_list:  # Fail before any fitting, not halfway.
-    budgets_lib.sample_subset(splits['train'].num_examples, budget, 0)
-  rows = []
-  for budget in budget_list:
-    for seed in range(config.num_seeds):
-      rows.append({'budget': budget or splits['train'].num_examples,
-                   'seed': seed,
-                   **evaluate_budget(splits, key, tuple(config.ridge.alphas),
-                                     budget, seed)})
-  return rows, extractor.facts()
+  splits = {}
+  for split in SPLITS:
+    features = extractor.extract(split, (key,))
+    splits[split] = (features.features, features.labels[key])
+  fit_probe = functools.partial(regression.fit_ridge_probe,
+                                alphas=tuple(config.ridge.alphas))
+  return (probe_rows(splits, budget_list, config.num_seeds, fit_probe,
+                     'alpha'), extractor.facts())
 
 
 def _finetune_runs(config: ml_collections.ConfigDict,
@@ -209,18 +218,9 @@ def _photometry_runs(config: ml_collections.ConfigDict,
     images = features_lib.load_images(data, split, shape[0], key,
                                       config.max_examples, np.float32)
     splits[split] = (multiband.photometry(images.images), images.labels)
-  (train_x, train_z), (val_x, val_z), (test_x, test_z) = (
-      splits[s] for s in SPLITS)
-  for budget in budget_list:  # Fail before any fitting, not halfway.
-    budgets_lib.sample_subset(len(train_z), budget, 0)
-  rows = []
-  for budget in budget_list:
-    for seed in range(config.num_seeds):
-      index = budgets_lib.sample_subset(len(train_z), budget, seed)
-      fit = regression.fit_knn_probe(train_x[index], train_z[index], val_x,
-                                     val_z, tuple(config.knn.ks))
-      rows.append({'budget': len(index), 'seed': seed, 'k': fit.k,
-                   **regression.photoz_metrics(test_z, fit.predict(test_x))})
+  fit_probe = functools.partial(regression.fit_knn_probe,
+                                ks=tuple(config.knn.ks))
+  rows = probe_rows(splits, budget_list, config.num_seeds, fit_probe, 'k')
   facts = {'method': 'photometry', 'image_size': shape[0],
            'aperture_radius': multiband.APERTURE_RADIUS,
            'features': 'colours z-i, i-r, r-g, g-u and the r magnitude'}

@@ -66,8 +66,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
   if x.ndim != 2 or y.shape != (len(x),) or len(x) < 2:
     raise ValueError(f'need features [n, d] and targets [n], n >= 2; got '
                      f'{x.shape} and {y.shape}')
-  mean = x.mean(axis=0)
-  scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+  mean, scale = _standardiser(x)
   xs = (x - mean) / scale
   intercept = y.mean()
   gram = xs.T @ xs + alpha * np.eye(xs.shape[1])
@@ -75,8 +74,22 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
   return RidgeFit(mean, scale, weights, float(intercept), float(alpha))
 
 
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The training features' mean and standard deviation (1 where flat)."""
+  std = x.std(axis=0)
+  return x.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
 def _mean_squared_dz(z_true: np.ndarray, z_pred: np.ndarray) -> float:
   return float(np.mean(((z_pred - z_true) / (1.0 + z_true))**2))
+
+
+def _best_on_validation(fits: list, validation_x: np.ndarray,
+                        validation_y: np.ndarray):
+  """The fit with the lowest validation mean squared Δz (first of equals)."""
+  losses = [_mean_squared_dz(np.asarray(validation_y, np.float64),
+                             f.predict(validation_x)) for f in fits]
+  return fits[int(np.argmin(losses))]
 
 
 def fit_ridge_probe(train_x: np.ndarray, train_y: np.ndarray,
@@ -86,10 +99,8 @@ def fit_ridge_probe(train_x: np.ndarray, train_y: np.ndarray,
   squared Δz (first of equals)."""
   if not alphas or min(alphas) < 0:
     raise ValueError(f'alphas must be non-negative, got {alphas}')
-  fits = [fit_ridge(train_x, train_y, a) for a in alphas]
-  losses = [_mean_squared_dz(np.asarray(validation_y, np.float64),
-                             f.predict(validation_x)) for f in fits]
-  return fits[int(np.argmin(losses))]
+  return _best_on_validation([fit_ridge(train_x, train_y, a) for a in alphas],
+                             validation_x, validation_y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +125,8 @@ def fit_knn_probe(train_x: np.ndarray, train_y: np.ndarray,
   usable = [k for k in ks if 1 <= k <= len(x)]
   if not usable:
     raise ValueError(f'no k in {tuple(ks)} fits {len(x)} training examples')
-  mean = x.mean(axis=0)
-  scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+  mean, scale = _standardiser(x)
+  y = np.asarray(train_y, np.float64)
   fits = [KnnFit(mean, scale, neighbors.KNeighborsRegressor(k).fit(
-      (x - mean) / scale, np.asarray(train_y, np.float64)), k)
-          for k in usable]
-  losses = [_mean_squared_dz(np.asarray(validation_y, np.float64),
-                             f.predict(validation_x)) for f in fits]
-  return fits[int(np.argmin(losses))]
+      (x - mean) / scale, y), k) for k in usable]
+  return _best_on_validation(fits, validation_x, validation_y)
