@@ -90,6 +90,22 @@ def test_photoz_finetune_and_direct_smoke(tmp_path, pretrained, variant,
       '| labels | bias |')
 
 
+def test_photoz_finetune_resumes_without_training_again(tmp_path, pretrained,
+                                                        monkeypatch):
+  from gzevo_jax.evaluation import finetune
+  config = _config(pretrained, 'direct+smoke')
+  config.budgets, config.num_seeds = (50,), 2
+  first = photoz.run(config, str(tmp_path / 'photoz'))
+  def no_training(*args, **kwargs):
+    raise AssertionError('a finished (budget, seed) was trained again')
+  monkeypatch.setattr(finetune, 'train_classifier', no_training)
+  again = photoz.run(config, str(tmp_path / 'photoz'))
+  assert again['runs'] == json.loads(json.dumps(first['runs']))
+  config.max_epochs += 1  # Another config: the saved rows are not reused.
+  with pytest.raises(AssertionError, match='trained again'):
+    photoz.run(config, str(tmp_path / 'photoz'))
+
+
 def test_the_photometric_baseline_needs_no_encoder(tmp_path, pretrained):
   config = config_lib.load_config_file(
       os.path.join(REPO_ROOT, 'configs', 'photoz.py:photometry+smoke'))

@@ -31,6 +31,7 @@ import csv
 import functools
 import json
 import os
+import time
 from typing import Any, Callable
 
 from absl import logging
@@ -153,10 +154,14 @@ def _ridge_runs(config: ml_collections.ConfigDict,
 
 
 def _finetune_runs(config: ml_collections.ConfigDict,
-                   budget_list: list[int | None]
+                   budget_list: list[int | None], workdir: str
                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
   """Finetuned (or, init='scratch', directly trained) regression rows of
-  every budget x seed, and what was trained."""
+  every budget x seed, and what was trained.
+
+  Each finished (budget, seed) is kept in workdir/progress.json, so a
+  killed run resumes at the first unfinished one (default scale is hours).
+  """
   from gzevo_jax import checkpoint  # JAX, lazily.
   from gzevo_jax.data import sources
   from gzevo_jax.evaluation import finetune
@@ -174,20 +179,29 @@ def _finetune_runs(config: ml_collections.ConfigDict,
     budgets_lib.sample_subset(len(splits['train'].labels), budget, 0)
   model = finetune.build_classifier(pretrained.model, 1)
   image_shape = splits['train'].images.shape[1:]
+  progress = finetune.SeedProgress(workdir, config)
   rows = []
   for budget in budget_list:
+    start = time.perf_counter()
     for seed in range(config.num_seeds):
-      index = budgets_lib.sample_subset(len(splits['train'].labels), budget,
-                                        seed)
-      variables = finetune.initial_variables(config, model, image_shape, seed)
-      variables, info = finetune.train_classifier(
-          model, variables, splits['train'].take(index),
-          splits['validation'], config, seed, regression=True)
-      predicted = finetune.predict_outputs(model, variables,
-                                           splits['test'].images)[:, 0]
-      rows.append({'budget': len(index), 'seed': seed,
-                   **regression.photoz_metrics(splits['test'].labels,
-                                               predicted), **info})
+      row = progress.row(budget, seed)
+      if row is None:
+        index = budgets_lib.sample_subset(len(splits['train'].labels),
+                                          budget, seed)
+        variables = finetune.initial_variables(config, model, image_shape,
+                                               seed)
+        variables, info = finetune.train_classifier(
+            model, variables, splits['train'].take(index),
+            splits['validation'], config, seed, regression=True)
+        predicted = finetune.predict_outputs(model, variables,
+                                             splits['test'].images)[:, 0]
+        row = {'budget': len(index), 'seed': seed,
+               **regression.photoz_metrics(splits['test'].labels, predicted),
+               **info}
+        progress.add(budget, seed, row)
+      rows.append(row)
+    logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
+                 config.num_seeds, time.perf_counter() - start)
   facts = {'pretrained_workdir': config.pretrained_workdir,
            'pretrained_step': step, 'init': config.init,
            'image_size': image_size}
@@ -227,16 +241,17 @@ def _photometry_runs(config: ml_collections.ConfigDict,
   return rows, facts
 
 
-_RUNS = {'ridge': _ridge_runs, 'finetune': _finetune_runs,
-         'photometry': _photometry_runs}
+_PROBES = {'ridge': _ridge_runs, 'photometry': _photometry_runs}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Every budget x seed by the configured method; files in `workdir`."""
   validate(config)
   budget_list = budgets_lib.parse_budgets(config.budgets)
-  runs = _RUNS[config.method]
-  rows, facts = runs(config, budget_list)
+  if config.method == 'finetune':
+    rows, facts = _finetune_runs(config, budget_list, workdir)
+  else:
+    rows, facts = _PROBES[config.method](config, budget_list)
   summary = summarise(rows)
   results = {'config': config_lib.plain_data(config), **facts,
              'runs': rows, 'summary': summary,
