@@ -222,6 +222,33 @@ def test_finetune_progress_record_goes_on_from_another_machine(tmp_path):
                                record).row(100, 0) is None
 
 
+def test_resumable_runs_trains_only_what_progress_lacks(tmp_path):
+  """Rows come budget-major; a finished (budget, seed) is read back, not
+  trained, and each trained one is saved before the next starts."""
+  import ml_collections
+  from gzevo_jax.evaluation import finetune
+  config = ml_collections.ConfigDict({'learning_rate': 0.1})
+  progress = finetune.SeedProgress(str(tmp_path), config)
+  progress.add(10, 1, {'budget': 10, 'seed': 1, 'from': 'before'})
+  trained = []
+
+  def train_one(budget, seed):
+    trained.append((budget, seed))
+    # The previous run is on disk before this one starts.
+    saved = json.loads((tmp_path / 'progress.json').read_text())['rows']
+    assert len(saved) == len(trained)
+    return {'budget': budget or 50, 'seed': seed, 'from': 'trained'}
+
+  rows = finetune.resumable_runs(progress, [10, None], 2, train_one, 'arm')
+  assert trained == [(10, 0), (None, 0), (None, 1)]
+  assert [(r['budget'], r['seed'], r['from']) for r in rows] == [
+      (10, 0, 'trained'), (10, 1, 'before'), (50, 0, 'trained'),
+      (50, 1, 'trained')]
+  again = finetune.resumable_runs(finetune.SeedProgress(str(tmp_path), config),
+                                  [10, None], 2, train_one)
+  assert again == rows and len(trained) == 3
+
+
 def test_layer_wise_learning_rates():
   from gzevo_jax.evaluation import finetune
   assert finetune.layer_depth('stem_conv') == 0

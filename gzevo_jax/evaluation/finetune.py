@@ -32,7 +32,7 @@ import json
 import os
 import re
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from absl import logging
 import flax.linen as nn
@@ -332,6 +332,29 @@ class SeedProgress:
       _write_json(self.record, {'config': self.portable, 'rows': self.rows})
 
 
+def resumable_runs(progress: SeedProgress, budget_list: list[Optional[int]],
+                   num_seeds: int,
+                   train_one: Callable[[Optional[int], int], dict[str, Any]],
+                   name: str = '') -> list[dict[str, Any]]:
+  """The row of every budget x seed, budget-major: from `progress` where an
+  earlier (killed) run finished it, else from train_one(budget, seed), kept
+  in `progress` at once. Logs each budget's wall time (`name` prefixes it).
+  """
+  rows = []
+  for budget in budget_list:
+    start = time.perf_counter()
+    for seed in range(num_seeds):
+      row = progress.row(budget, seed)
+      if row is None:
+        row = train_one(budget, seed)
+        progress.add(budget, seed, row)
+      rows.append(row)
+    logging.info('%sbudget %s: %d seeds in %.1f s',
+                 f'{name}, ' if name else '', budget or 'all', num_seeds,
+                 time.perf_counter() - start)
+  return rows
+
+
 def _write_json(path: str, data: Any) -> None:
   """Writes data to path atomically (a kill leaves the old file or the new)."""
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
@@ -428,22 +451,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   splits, budget_list = load_task(data, config, image_size)
   model = build_classifier(pretrained.model, num_classes(splits))
   image_shape = splits['train'].images.shape[1:]
-  rows = []
-  progress = SeedProgress(workdir, config, progress_record)
-  for budget in budget_list:
-    start = time.perf_counter()
-    for seed in range(config.num_seeds):
-      finished = progress.row(budget, seed)
-      if finished is not None:  # An interrupted run already trained it.
-        rows.append(finished)
-        continue
-      index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
-      variables = initial_variables(config, model, image_shape, seed)
-      rows.append(train_and_score(model, variables, splits, index, config,
-                                  seed, f'finetune_{config.init}')[0])
-      progress.add(budget, seed, rows[-1])
-    logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
-                 config.num_seeds, time.perf_counter() - start)
+  def train_one(budget: Optional[int], seed: int) -> dict[str, Any]:
+    index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
+    variables = initial_variables(config, model, image_shape, seed)
+    return train_and_score(model, variables, splits, index, config, seed,
+                           f'finetune_{config.init}')[0]
+
+  rows = resumable_runs(SeedProgress(workdir, config, progress_record),
+                        budget_list, config.num_seeds, train_one)
   results = {'config': config.to_dict(),
              'pretrained_workdir': config.pretrained_workdir,
              'pretrained_step': step,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any, Optional
 
 from absl import logging
@@ -120,27 +119,19 @@ def _train_arm(config: ml_collections.ConfigDict, arm: str,
   progress = finetune.SeedProgress(os.path.join(workdir, arm), config)
   image_shape = splits['train'].images.shape[1:]
   test_labels = splits['test'].labels
-  rows = []
-  for budget in budget_list:
-    start = time.perf_counter()
-    for seed in range(config.num_seeds):
-      finished = progress.row(budget, seed)
-      if finished is None:
-        index = budgets_lib.sample_budget(splits['train'].labels, budget,
-                                          seed)
-        variables = finetune.initial_variables(config, model, image_shape,
-                                               seed)
-        finished, prob = finetune.train_and_score(
-            model, variables, splits, index, config, seed, arm, pool)
-        finished['ece'] = calibration.expected_calibration_error(
-            prob, test_labels, config.calibration_bins)
-        finished['test_confidence'] = [round(float(p), 4)
-                                       for p in prob.max(axis=1)]
-        progress.add(budget, seed, finished)
-      rows.append(finished)
-    logging.info('%s, budget %s: %d seeds in %.1f s', arm, budget or 'all',
-                 config.num_seeds, time.perf_counter() - start)
-  return rows
+
+  def train_one(budget: Optional[int], seed: int) -> dict[str, Any]:
+    index = budgets_lib.sample_budget(splits['train'].labels, budget, seed)
+    variables = finetune.initial_variables(config, model, image_shape, seed)
+    row, prob = finetune.train_and_score(model, variables, splits, index,
+                                         config, seed, arm, pool)
+    row['ece'] = calibration.expected_calibration_error(
+        prob, test_labels, config.calibration_bins)
+    row['test_confidence'] = [round(float(p), 4) for p in prob.max(axis=1)]
+    return row
+
+  return finetune.resumable_runs(progress, budget_list, config.num_seeds,
+                                 train_one, arm)
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -31,7 +31,6 @@ import csv
 import functools
 import json
 import os
-import time
 from typing import Any, Callable
 
 from absl import logging
@@ -179,29 +178,22 @@ def _finetune_runs(config: ml_collections.ConfigDict,
     budgets_lib.sample_subset(len(splits['train'].labels), budget, 0)
   model = finetune.build_classifier(pretrained.model, 1)
   image_shape = splits['train'].images.shape[1:]
-  progress = finetune.SeedProgress(workdir, config)
-  rows = []
-  for budget in budget_list:
-    start = time.perf_counter()
-    for seed in range(config.num_seeds):
-      row = progress.row(budget, seed)
-      if row is None:
-        index = budgets_lib.sample_subset(len(splits['train'].labels),
-                                          budget, seed)
-        variables = finetune.initial_variables(config, model, image_shape,
-                                               seed)
-        variables, info = finetune.train_classifier(
-            model, variables, splits['train'].take(index),
-            splits['validation'], config, seed, regression=True)
-        predicted = finetune.predict_outputs(model, variables,
-                                             splits['test'].images)[:, 0]
-        row = {'budget': len(index), 'seed': seed,
-               **regression.photoz_metrics(splits['test'].labels, predicted),
-               **info}
-        progress.add(budget, seed, row)
-      rows.append(row)
-    logging.info('budget %s: %d seeds in %.1f s', budget or 'all',
-                 config.num_seeds, time.perf_counter() - start)
+
+  def train_one(budget: int | None, seed: int) -> dict[str, Any]:
+    index = budgets_lib.sample_subset(len(splits['train'].labels), budget,
+                                      seed)
+    variables = finetune.initial_variables(config, model, image_shape, seed)
+    variables, info = finetune.train_classifier(
+        model, variables, splits['train'].take(index), splits['validation'],
+        config, seed, regression=True)
+    predicted = finetune.predict_outputs(model, variables,
+                                         splits['test'].images)[:, 0]
+    return {'budget': len(index), 'seed': seed,
+            **regression.photoz_metrics(splits['test'].labels, predicted),
+            **info}
+
+  rows = finetune.resumable_runs(finetune.SeedProgress(workdir, config),
+                                 budget_list, config.num_seeds, train_one)
   facts = {'pretrained_workdir': config.pretrained_workdir,
            'pretrained_step': step, 'init': config.init,
            'image_size': image_size}
