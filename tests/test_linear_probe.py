@@ -222,6 +222,25 @@ def test_finetune_progress_record_goes_on_from_another_machine(tmp_path):
                                record).row(100, 0) is None
 
 
+def test_progress_ignores_only_the_named_fields(tmp_path):
+  """FixMatch's `arms` does not change an arm's rows: a one-arm run's
+  progress is reused by a run of every arm, but no other change is."""
+  import ml_collections
+  from gzevo_jax.evaluation import finetune
+  one_arm = ml_collections.ConfigDict({'arms': ('fixmatch',), 'patience': 5})
+  finetune.SeedProgress(str(tmp_path), one_arm, ignore=('arms',)).add(
+      10, 0, {'budget': 10, 'seed': 0})
+  every_arm = ml_collections.ConfigDict({'arms': ('supervised', 'fixmatch'),
+                                         'patience': 5})
+  assert finetune.SeedProgress(str(tmp_path), every_arm,
+                               ignore=('arms',)).row(10, 0) == {
+                                   'budget': 10, 'seed': 0}
+  assert finetune.SeedProgress(str(tmp_path), every_arm).row(10, 0) is None
+  every_arm.patience = 15
+  assert finetune.SeedProgress(str(tmp_path), every_arm,
+                               ignore=('arms',)).row(10, 0) is None
+
+
 def test_resumable_runs_trains_only_what_progress_lacks(tmp_path):
   """Rows come budget-major; a finished (budget, seed) is read back, not
   trained, and each trained one is saved before the next starts."""

@@ -32,7 +32,7 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from absl import logging
 import flax.linen as nn
@@ -293,30 +293,37 @@ class SeedProgress:
   between machines (the ablation commits it): its config leaves out the
   fields that name this machine's files (config_lib.MACHINE_FIELDS), so it
   is read where workdir has no progress of its own, and must only be shared
-  by runs whose pretrained encoder is the same recipe and seed.
+  by runs whose pretrained encoder is the same recipe and seed. `ignore`
+  names top-level fields that do not change a row (FixMatch's `arms`: one
+  arm's rows are reused by a run of several).
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               record: Optional[str] = None):
+               record: Optional[str] = None, ignore: Sequence[str] = ()):
     self.path = os.path.join(workdir, 'progress.json')
     self.record = record
+    self.ignore = tuple(ignore)
     self.config = config_lib.plain_data(config)
     self.portable = config_lib.flat_fields(self.config)
     self.rows = (self._load(self.path, self.config) or
                  (self._load(record, self.portable) if record else None) or {})
 
-  @staticmethod
-  def _load(path: str, config: dict[str, Any]) -> Optional[dict[str, Any]]:
+  def _load(self, path: str,
+            config: dict[str, Any]) -> Optional[dict[str, Any]]:
     if not os.path.exists(path):
       return None
     with open(path) as f:
       saved = json.load(f)
-    if saved.get('config') != config:
+    if (self._compared(saved.get('config') or {}) !=
+        self._compared(config)):
       logging.info('ignoring %s: written with another config', path)
       return None
     logging.info('resuming %s: %d budget x seed runs done', path,
                  len(saved['rows']))
     return saved['rows']
+
+  def _compared(self, config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in self.ignore}
 
   @staticmethod
   def _key(budget: Optional[int], seed: int) -> str:

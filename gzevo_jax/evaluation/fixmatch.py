@@ -116,7 +116,8 @@ def _train_arm(config: ml_collections.ConfigDict, arm: str,
                pool: Optional[finetune.UnlabelledPool],
                workdir: str) -> list[dict[str, Any]]:
   """Every budget x seed of one arm; resumes from workdir/<arm>/progress."""
-  progress = finetune.SeedProgress(os.path.join(workdir, arm), config)
+  progress = finetune.SeedProgress(os.path.join(workdir, arm), config,
+                                   ignore=('arms',))
   image_shape = splits['train'].images.shape[1:]
   test_labels = splits['test'].labels
 
