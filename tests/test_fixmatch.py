@@ -118,21 +118,48 @@ def test_confidence_bins_agree_with_the_probability_bins():
     calibration.confidence_bins(prob.max(1), labels[:5] == 0)
 
 
-def _row(arm, seed, predicted):
+def _row(arm, seed, predicted, confidence=(0.9, 0.9, 0.9, 0.9)):
   return {'method': arm, 'budget': 10, 'seed': seed,
-          'test_predicted': predicted}
+          'test_predicted': predicted, 'test_confidence': list(confidence)}
 
 
-def test_differences_are_paired_accuracy_differences():
+def test_differences_are_paired_accuracy_and_ece_differences():
   labels = np.array([0, 1, 0, 1])
   rows = [_row('supervised', 0, [0, 0, 0, 0]),   # 2 of 4 right.
           _row('supervised', 1, [0, 1, 1, 1]),   # 3 of 4.
-          _row('fixmatch', 0, [0, 1, 0, 1]),     # 4 of 4.
+          _row('fixmatch', 0, [0, 1, 0, 1], (0.9, 0.9, 1.0, 1.0)),  # 4 of 4.
           _row('fixmatch', 1, [0, 1, 0, 1])]
-  (diff,) = fixmatch.differences(rows, labels)
-  assert diff['method'] == 'fixmatch' and diff['budget'] == 10
-  assert diff['mean'] == pytest.approx(((4 - 2) + (4 - 3)) / 8)
-  assert diff['low'] <= diff['mean'] <= diff['high']
+  accuracy, ece = fixmatch.differences(rows, labels, num_bins=10)
+  assert accuracy['method'] == 'fixmatch' and accuracy['budget'] == 10
+  assert accuracy['metric'] == 'accuracy' and ece['metric'] == 'ece'
+  assert accuracy['mean'] == pytest.approx(((4 - 2) + (4 - 3)) / 8)
+  assert accuracy['low'] <= accuracy['mean'] <= accuracy['high']
+  # ECE: supervised |0.5 - 0.9| and |0.75 - 0.9| (all in one bin); fixmatch
+  # (0.9, 1] holds every prediction: |1 - 0.95| and |1 - 0.9|.
+  assert ece['mean'] == pytest.approx(((0.05 - 0.4) + (0.1 - 0.15)) / 2)
+  assert ece['low'] <= ece['mean'] <= ece['high']
+  header, _, line = fixmatch.markdown_table(fixmatch.summarise(
+      [dict(r, accuracy=0.5, balanced_accuracy=0.5, roc_auc=0.5, ece=0.1)
+       for r in rows]), [accuracy, ece]).splitlines()
+  assert header.endswith('| fixmatch − supervised ECE |')
+  assert line.endswith(f"| {ece['mean']:+.3f} [{ece['low']:+.3f}, "
+                       f"{ece['high']:+.3f}] |")
+
+
+def test_resampled_ece_matches_the_binned_ece_of_each_resample():
+  """The one-bincount ECE of every bootstrap sample equals ECE computed
+  bin by bin on that sample."""
+  rng = np.random.default_rng(3)
+  confidence = rng.uniform(0.3, 1.0, 80)
+  correct = rng.random(80) < confidence
+  draw = rng.integers(0, 80, (6, 80))
+  fast = calibration.resampled_ece(confidence, correct, draw, 15)
+  for r, d in enumerate(draw):
+    assert fast[r] == pytest.approx(
+        calibration.confidence_bins(confidence[d], correct[d], 15).ece)
+  assert calibration.resampled_ece(confidence, correct, np.arange(80), 15)[
+      0] == pytest.approx(calibration.confidence_bins(confidence, correct,
+                                                      15).ece)
 
 
 @pytest.mark.parametrize('field, value, message', [

@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from absl import logging
 import ml_collections
@@ -491,23 +491,38 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray,
   """The metric's difference a - b (mean over seeds) and a bootstrap interval.
 
   Both arms were scored on the same test galaxies with the same labelled
-  subsets (one per seed), so the difference is paired: each resample draws
-  seeds and test galaxies with replacement and takes the mean over the
-  drawn seeds of the difference in the metric on the drawn galaxies. The
-  interval covers the noise of the test sample and of the labelled subsets;
-  pretraining itself is one run per arm. `labels` are needed for balanced
-  accuracy.
+  subsets (one per seed), so the difference is paired (see
+  `paired_bootstrap`). The interval covers the noise of the test sample and
+  of the labelled subsets; pretraining itself is one run per arm. `labels`
+  are needed for balanced accuracy.
   """
   if correct_a.shape != correct_b.shape:
     raise ValueError(f'paired results differ in shape: {correct_a.shape} vs '
                      f'{correct_b.shape}')
-  seeds, n = correct_a.shape
-  labels = np.zeros(n, int) if labels is None else np.asarray(labels)
-  point = score(correct_a, labels, metric) - score(correct_b, labels, metric)
+  labels = (np.zeros(correct_a.shape[1], int) if labels is None
+            else np.asarray(labels))
+  drawn = lambda c, draw: score(c[:, draw], labels[draw], metric)
+  return paired_bootstrap(
+      lambda draw: drawn(correct_a, draw) - drawn(correct_b, draw),
+      correct_a.shape, rng, num_resamples, level)
+
+
+def paired_bootstrap(difference: Callable[[np.ndarray], np.ndarray],
+                     shape: tuple[int, int], rng: np.random.Generator,
+                     num_resamples: int = 2000, level: float = 0.95
+                     ) -> dict[str, float]:
+  """Mean over seeds of a per-seed paired difference, and its interval.
+
+  `difference(draw)` maps test-galaxy indices [R, N] to the per-seed
+  difference a - b on each drawn sample, [seeds, R]; `shape` is (seeds, N).
+  Each resample draws seeds and test galaxies with replacement and takes
+  the mean over the drawn seeds; the point is the mean on all galaxies.
+  """
+  seeds, n = shape
+  point = difference(np.arange(n)[None])[:, 0]
   galaxy_draw = rng.integers(0, n, (num_resamples, n))
   seed_draw = rng.integers(0, seeds, (num_resamples, seeds))
-  drawn = lambda c: score(c[:, galaxy_draw], labels[galaxy_draw], metric)
-  per_seed = drawn(correct_a) - drawn(correct_b)  # [seeds, resamples]
+  per_seed = difference(galaxy_draw)  # [seeds, resamples]
   samples = np.take_along_axis(per_seed.T, seed_draw, axis=1).mean(axis=1)
   tail = (1.0 - level) / 2.0 * 100.0
   low, high = np.percentile(samples, [tail, 100.0 - tail])

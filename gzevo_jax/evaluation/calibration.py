@@ -43,6 +43,14 @@ def reliability_bins(prob: np.ndarray, labels: np.ndarray,
                          num_bins)
 
 
+def bin_index(confidence: np.ndarray, num_bins: int) -> np.ndarray:
+  """Each confidence's bin among `num_bins` equal-width right-closed bins
+  (a, b] on (0, 1]; a confidence of exactly 0 joins the first."""
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  return np.clip(np.searchsorted(edges, confidence, side='left') - 1, 0,
+                 num_bins - 1)
+
+
 def confidence_bins(confidence: np.ndarray, correct: np.ndarray,
                     num_bins: int = 15) -> ReliabilityBins:
   """Bins predictions by their `confidence` [N]; `correct` [N] says whether
@@ -53,15 +61,32 @@ def confidence_bins(confidence: np.ndarray, correct: np.ndarray,
     raise ValueError(f'need confidence [N] and correct [N]; got '
                      f'{confidence.shape} and {correct.shape}')
   edges = np.linspace(0.0, 1.0, num_bins + 1)
-  # Right-closed bins (a, b]; a confidence of exactly 0 joins the first.
-  index = np.clip(np.searchsorted(edges, confidence, side='left') - 1, 0,
-                  num_bins - 1)
+  index = bin_index(confidence, num_bins)
   counts = np.bincount(index, minlength=num_bins)
   with np.errstate(invalid='ignore', divide='ignore'):
     mean_confidence = np.bincount(index, confidence, num_bins) / counts
     accuracy = np.bincount(index, correct.astype(np.float64),
                            num_bins) / counts
   return ReliabilityBins(edges, counts, mean_confidence, accuracy)
+
+
+def resampled_ece(confidence: np.ndarray, correct: np.ndarray,
+                  draw: np.ndarray, num_bins: int = 15) -> np.ndarray:
+  """ECE of each resample of one model's predictions, for bootstrap
+  intervals: `draw` [R, M] indexes the N predictions (`confidence` and
+  `correct`, [N]); returns [R].
+
+  A prediction's bin depends on its confidence alone, so ECE on a sample
+  is sum over bins |sum of (correct - confidence)| / M, one weighted
+  bincount for all resamples.
+  """
+  confidence = np.asarray(confidence, np.float64)
+  index = bin_index(confidence, num_bins)
+  gap = np.asarray(correct, np.float64) - confidence
+  draw = np.atleast_2d(draw)
+  flat = (np.arange(len(draw))[:, None] * num_bins + index[draw]).ravel()
+  sums = np.bincount(flat, gap[draw].ravel(), len(draw) * num_bins)
+  return np.abs(sums.reshape(len(draw), num_bins)).sum(1) / draw.shape[1]
 
 
 def expected_calibration_error(prob: np.ndarray, labels: np.ndarray,

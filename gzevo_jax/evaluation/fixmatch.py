@@ -18,7 +18,7 @@ kept where its probability reaches `threshold`, and a strong view
 (`in_memory.strong_augment`) is trained towards it with weight `weight`.
 
 Writes fixmatch.md (test accuracy and expected calibration error per arm and
-budget, mean ± std over seeds, and each FixMatch arm minus supervised with a
+budget, mean ± std over seeds, and each FixMatch arm minus supervised in both, with a
 paired 95% bootstrap interval over seeds and test sources), reliability.png
 (per arm and budget, seeds pooled), results.json and results.csv.
 """
@@ -153,11 +153,13 @@ def _runs(rows: list[dict[str, Any]], arm: str, budget: int) -> list[dict]:
 
 
 def differences(rows: list[dict[str, Any]], labels: np.ndarray,
-                seed: int = 0) -> list[dict[str, Any]]:
-  """Each FixMatch arm minus supervised in test accuracy, per budget: the
-  mean over seeds and a paired bootstrap 95% interval (same subsets and
-  initial weights per seed, same test sources)."""
-  rng = np.random.default_rng(seed)
+                num_bins: int = 15, seed: int = 0) -> list[dict[str, Any]]:
+  """Each FixMatch arm minus supervised, per budget, in test accuracy
+  (metric 'accuracy') and expected calibration error ('ece', `num_bins`
+  bins): the mean over seeds and a paired bootstrap 95% interval (same
+  subsets and initial weights per seed, same test sources)."""
+  rngs = {'accuracy': np.random.default_rng(seed),
+          'ece': np.random.default_rng([seed, 1])}
   out = []
   for budget in sorted({r['budget'] for r in rows}):
     base = _runs(rows, 'supervised', budget)
@@ -165,11 +167,30 @@ def differences(rows: list[dict[str, Any]], labels: np.ndarray,
       runs = _runs(rows, arm, budget)
       if not base or len(runs) != len(base):
         continue
-      out.append({'method': arm, 'budget': budget,
+      out.append({'method': arm, 'budget': budget, 'metric': 'accuracy',
                   **ablation.paired_difference(
                       ablation.correct_matrix(runs, labels),
-                      ablation.correct_matrix(base, labels), rng)})
+                      ablation.correct_matrix(base, labels),
+                      rngs['accuracy'])})
+      out.append({'method': arm, 'budget': budget, 'metric': 'ece',
+                  **_ece_difference(runs, base, labels, num_bins,
+                                    rngs['ece'])})
   return out
+
+
+def _ece_difference(runs: list[dict], base: list[dict], labels: np.ndarray,
+                    num_bins: int, rng: np.random.Generator
+                    ) -> dict[str, float]:
+  """ECE of `runs` minus `base` (seed-paired), with a bootstrap interval."""
+  def ece(row, draw):
+    correct = np.asarray(row['test_predicted']) == labels
+    return calibration.resampled_ece(row['test_confidence'], correct, draw,
+                                     num_bins)
+
+  return ablation.paired_bootstrap(
+      lambda draw: np.stack([ece(a, draw) - ece(b, draw)
+                             for a, b in zip(runs, base)]),
+      (len(base), len(labels)), rng)
 
 
 def _mean_std(summary: list[dict[str, Any]], arm: str, budget: int,
@@ -180,25 +201,33 @@ def _mean_std(summary: list[dict[str, Any]], arm: str, budget: int,
   return '—'
 
 
+def _difference(diffs: list[dict[str, Any]], arm: str, budget: int,
+                metric: str) -> str:
+  for d in diffs:
+    if (d['method'], d['budget'], d['metric']) == (arm, budget, metric):
+      return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+  return '—'
+
+
 def markdown_table(summary: list[dict[str, Any]],
                    diffs: list[dict[str, Any]]) -> str:
-  """Accuracy and ECE per arm, and FixMatch - supervised with intervals."""
+  """Accuracy and ECE per arm, and FixMatch - supervised in each, with
+  intervals."""
   arms = [a for a in ARMS if any(r['method'] == a for r in summary)]
   budgets = sorted({r['budget'] for r in summary})
   compared = [a for a in ('fixmatch', 'fixmatch_shift') if a in arms]
   header = (['labels'] + [f'{a} accuracy' for a in arms] +
             [f'{a} − supervised' for a in compared] +
-            [f'{a} ECE' for a in arms])
+            [f'{a} ECE' for a in arms] +
+            [f'{a} − supervised ECE' for a in compared])
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
   for budget in budgets:
     cells = [str(budget)]
     cells += [_mean_std(summary, a, budget, 'accuracy') for a in arms]
-    for arm in compared:
-      d = [x for x in diffs if x['method'] == arm and x['budget'] == budget]
-      cells.append(f"{d[0]['mean']:+.3f} [{d[0]['low']:+.3f}, "
-                   f"{d[0]['high']:+.3f}]" if d else '—')
+    cells += [_difference(diffs, a, budget, 'accuracy') for a in compared]
     cells += [_mean_std(summary, a, budget, 'ece') for a in arms]
+    cells += [_difference(diffs, a, budget, 'ece') for a in compared]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
 
@@ -241,7 +270,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     rows += _train_arm(config, arm, model, splits, budget_list, pool, workdir)
   labels = splits['test'].labels
   summary = summarise(rows)
-  diffs = differences(rows, labels)
+  diffs = differences(rows, labels, config.calibration_bins)
   results = {'config': config.to_dict(), 'image_size': image_size,
              'runs': rows, 'summary': summary, 'differences': diffs,
              'test_labels': [int(v) for v in labels]}
