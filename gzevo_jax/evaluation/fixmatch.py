@@ -18,9 +18,10 @@ kept where its probability reaches `threshold`, and a strong view
 (`in_memory.strong_augment`) is trained towards it with weight `weight`.
 
 Writes fixmatch.md (test accuracy and expected calibration error per arm and
-budget, mean ± std over seeds, and each FixMatch arm minus supervised in both, with a
-paired 95% bootstrap interval over seeds and test sources), reliability.png
-(per arm and budget, seeds pooled), results.json and results.csv.
+budget, mean ± std over seeds, and each FixMatch arm minus supervised in
+both, with a paired 95% bootstrap interval over seeds and test sources),
+reliability.png (per arm and budget, seeds pooled), results.json and
+results.csv.
 """
 
 from __future__ import annotations
