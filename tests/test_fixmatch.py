@@ -10,6 +10,7 @@ import pytest
 
 from gzevo_jax import config_lib
 from gzevo_jax.data import in_memory
+from gzevo_jax.evaluation import ablation
 from gzevo_jax.evaluation import calibration
 from gzevo_jax.evaluation import features as features_lib
 from gzevo_jax.evaluation import finetune
@@ -131,6 +132,7 @@ def test_differences_are_paired_accuracy_and_ece_differences():
           _row('fixmatch', 1, [0, 1, 0, 1])]
   accuracy, ece = fixmatch.differences(rows, labels, num_bins=10)
   assert accuracy['method'] == 'fixmatch' and accuracy['budget'] == 10
+  assert accuracy['baseline'] == 'supervised'
   assert accuracy['metric'] == 'accuracy' and ece['metric'] == 'ece'
   assert accuracy['mean'] == pytest.approx(((4 - 2) + (4 - 3)) / 8)
   assert accuracy['low'] <= accuracy['mean'] <= accuracy['high']
@@ -138,12 +140,40 @@ def test_differences_are_paired_accuracy_and_ece_differences():
   # (0.9, 1] holds every prediction: |1 - 0.95| and |1 - 0.9|.
   assert ece['mean'] == pytest.approx(((0.05 - 0.4) + (0.1 - 0.15)) / 2)
   assert ece['low'] <= ece['mean'] <= ece['high']
-  header, _, line = fixmatch.markdown_table(fixmatch.summarise(
+  table = fixmatch.markdown_table(fixmatch.summarise(
       [dict(r, accuracy=0.5, balanced_accuracy=0.5, roc_auc=0.5, ece=0.1)
-       for r in rows]), [accuracy, ece]).splitlines()
-  assert header.endswith('| fixmatch − supervised ECE |')
-  assert line.endswith(f"| {ece['mean']:+.3f} [{ece['low']:+.3f}, "
-                       f"{ece['high']:+.3f}] |")
+       for r in rows]), [accuracy, ece])
+  accuracy_table, ece_table = table.split('**Expected calibration error**')
+  for part, d in ((accuracy_table, accuracy), (ece_table, ece)):
+    header, _, line = part.strip().splitlines()[-3:]
+    assert header == '| labels | supervised | fixmatch | fixmatch − supervised |'
+    assert line.endswith(f"| {d['mean']:+.3f} [{d['low']:+.3f}, "
+                         f"{d['high']:+.3f}] |")
+
+
+def test_shift_pair_is_added_without_moving_the_other_intervals(
+    monkeypatch):
+  """fixmatch − fixmatch_shift is compared too, and the intervals against
+  supervised training are those computed without that pair."""
+  labels = np.array([0, 1, 0, 1, 1, 0])
+  rng = np.random.default_rng(1)
+  rows = [dict(_row(arm, seed, list(rng.integers(0, 2, 6)),
+                    rng.uniform(0.5, 1.0, 6)), budget=budget)
+          for budget in (10, 30) for arm in fixmatch.ARMS
+          for seed in range(3)]
+  diffs = fixmatch.differences(rows, labels)
+  assert [(d['method'], d['baseline']) for d in diffs[:6:2]] == list(
+      fixmatch.PAIRS)
+  monkeypatch.setattr(fixmatch, 'PAIRS', fixmatch.PAIRS[:2])
+  assert fixmatch.differences(rows, labels) == [
+      d for d in diffs if d['baseline'] == 'supervised']
+  correct = lambda arm: ablation.correct_matrix(
+      [r for r in rows if r['method'] == arm and r['budget'] == 30], labels)
+  drop = [d for d in diffs if d['budget'] == 30 and
+          d['baseline'] == 'fixmatch_shift' and d['metric'] == 'accuracy']
+  assert drop[0]['mean'] == pytest.approx(
+      correct('fixmatch').mean() - correct('fixmatch_shift').mean())
+  assert drop[0]['low'] <= drop[0]['mean'] <= drop[0]['high']
 
 
 def test_resampled_ece_matches_the_binned_ece_of_each_resample():

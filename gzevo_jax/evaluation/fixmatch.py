@@ -18,8 +18,8 @@ kept where its probability reaches `threshold`, and a strong view
 (`in_memory.strong_augment`) is trained towards it with weight `weight`.
 
 Writes fixmatch.md (test accuracy and expected calibration error per arm and
-budget, mean ± std over seeds, and each FixMatch arm minus supervised in
-both, with a paired 95% bootstrap interval over seeds and test sources),
+budget, mean ± std over seeds, and the differences of `PAIRS` in both, with
+a paired 95% bootstrap interval over seeds and test sources),
 reliability.png (per arm and budget, seeds pooled), results.json and
 results.csv.
 """
@@ -45,6 +45,11 @@ from gzevo_jax.evaluation import probe as probe_lib
 
 ARMS = ('supervised', 'fixmatch', 'fixmatch_shift')
 POOL_OF_ARM = {'fixmatch': 'same', 'fixmatch_shift': 'shift'}
+# (method, baseline) pairs compared in fixmatch.md: each FixMatch arm
+# against supervised training, and the same-survey pool against the
+# shifted one (what dataset shift costs).
+PAIRS = (('fixmatch', 'supervised'), ('fixmatch_shift', 'supervised'),
+         ('fixmatch', 'fixmatch_shift'))
 METRICS = ('accuracy', 'balanced_accuracy', 'roc_auc', 'ece')
 
 
@@ -155,28 +160,37 @@ def _runs(rows: list[dict[str, Any]], arm: str, budget: int) -> list[dict]:
 
 def differences(rows: list[dict[str, Any]], labels: np.ndarray,
                 num_bins: int = 15, seed: int = 0) -> list[dict[str, Any]]:
-  """Each FixMatch arm minus supervised, per budget, in test accuracy
-  (metric 'accuracy') and expected calibration error ('ece', `num_bins`
-  bins): the mean over seeds and a paired bootstrap 95% interval (same
-  subsets and initial weights per seed, same test sources)."""
-  rngs = {'accuracy': np.random.default_rng(seed),
-          'ece': np.random.default_rng([seed, 1])}
+  """Each pair of `PAIRS` (method minus baseline), per budget, in test
+  accuracy (metric 'accuracy') and expected calibration error ('ece',
+  `num_bins` bins): the mean over seeds and a paired bootstrap 95% interval
+  (same subsets and initial weights per seed, same test sources)."""
+  rngs = _random_streams(seed)
   out = []
   for budget in sorted({r['budget'] for r in rows}):
-    base = _runs(rows, 'supervised', budget)
-    for arm in ('fixmatch', 'fixmatch_shift'):
-      runs = _runs(rows, arm, budget)
+    for arm, baseline in PAIRS:
+      runs, base = _runs(rows, arm, budget), _runs(rows, baseline, budget)
       if not base or len(runs) != len(base):
         continue
-      out.append({'method': arm, 'budget': budget, 'metric': 'accuracy',
+      pair = {'method': arm, 'baseline': baseline, 'budget': budget}
+      out.append({**pair, 'metric': 'accuracy',
                   **ablation.paired_difference(
                       ablation.correct_matrix(runs, labels),
                       ablation.correct_matrix(base, labels),
-                      rngs['accuracy'])})
-      out.append({'method': arm, 'budget': budget, 'metric': 'ece',
+                      rngs[('accuracy', baseline)])})
+      out.append({**pair, 'metric': 'ece',
                   **_ece_difference(runs, base, labels, num_bins,
-                                    rngs['ece'])})
+                                    rngs[('ece', baseline)])})
   return out
+
+
+def _random_streams(seed: int) -> dict[tuple[str, str], np.random.Generator]:
+  """One random stream per (metric, baseline), each drawn from in budget
+  order, so the shift pair (added later) leaves the intervals against
+  supervised training as they were."""
+  keys = [('accuracy', 'supervised'), ('ece', 'supervised'),
+          ('accuracy', 'fixmatch_shift'), ('ece', 'fixmatch_shift')]
+  return {key: np.random.default_rng(seed if i == 0 else [seed, i])
+          for i, key in enumerate(keys)}
 
 
 def _ece_difference(runs: list[dict], base: list[dict], labels: np.ndarray,
@@ -202,35 +216,35 @@ def _mean_std(summary: list[dict[str, Any]], arm: str, budget: int,
   return '—'
 
 
-def _difference(diffs: list[dict[str, Any]], arm: str, budget: int,
-                metric: str) -> str:
+def _difference(diffs: list[dict[str, Any]], pair: tuple[str, str],
+                budget: int, metric: str) -> str:
   for d in diffs:
-    if (d['method'], d['budget'], d['metric']) == (arm, budget, metric):
+    if ((d['method'], d['baseline'], d['budget'], d['metric']) ==
+        (*pair, budget, metric)):
       return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
   return '—'
 
 
 def markdown_table(summary: list[dict[str, Any]],
                    diffs: list[dict[str, Any]]) -> str:
-  """Accuracy and ECE per arm, and FixMatch - supervised in each, with
-  intervals."""
+  """Two tables, test accuracy then ECE: each arm per budget, and the
+  differences of `PAIRS` with intervals."""
   arms = [a for a in ARMS if any(r['method'] == a for r in summary)]
+  pairs = [p for p in PAIRS if p[0] in arms and p[1] in arms]
   budgets = sorted({r['budget'] for r in summary})
-  compared = [a for a in ('fixmatch', 'fixmatch_shift') if a in arms]
-  header = (['labels'] + [f'{a} accuracy' for a in arms] +
-            [f'{a} − supervised' for a in compared] +
-            [f'{a} ECE' for a in arms] +
-            [f'{a} − supervised ECE' for a in compared])
-  lines = ['| ' + ' | '.join(header) + ' |',
-           '|' + '---|' * len(header)]
-  for budget in budgets:
-    cells = [str(budget)]
-    cells += [_mean_std(summary, a, budget, 'accuracy') for a in arms]
-    cells += [_difference(diffs, a, budget, 'accuracy') for a in compared]
-    cells += [_mean_std(summary, a, budget, 'ece') for a in arms]
-    cells += [_difference(diffs, a, budget, 'ece') for a in compared]
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+  tables = []
+  for metric, title in (('accuracy', 'Test accuracy'),
+                        ('ece', 'Expected calibration error')):
+    header = ['labels'] + arms + [f'{a} − {b}' for a, b in pairs]
+    lines = [f'**{title}**', '', '| ' + ' | '.join(header) + ' |',
+             '|' + '---|' * len(header)]
+    for budget in budgets:
+      cells = ([str(budget)] +
+               [_mean_std(summary, a, budget, metric) for a in arms] +
+               [_difference(diffs, p, budget, metric) for p in pairs])
+      lines.append('| ' + ' | '.join(cells) + ' |')
+    tables.append('\n'.join(lines) + '\n')
+  return '\n'.join(tables)
 
 
 def reliability_panels(rows: list[dict[str, Any]], labels: np.ndarray,
