@@ -1,6 +1,7 @@
 """Evaluation numerics against independent references: numpy, scipy, by hand."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -339,3 +340,21 @@ def test_knn_errors():
                     num_classes=2)
   with pytest.raises(ValueError, match='temperature'):
     knn.knn_predict(train, labels, train, k=3, temperature=0.0, num_classes=2)
+
+
+def test_probe_reports_lbfgs_convergence_for_the_chosen_c(caplog):
+  """Hitting max_iter gives no sklearn warning per fit: the probe records
+  whether the chosen C converged, and logs one line when it did not."""
+  rng = np.random.default_rng(4)
+  tx, ty = _hyperplane_data(rng, 300, dim=8)
+  vx, vy = _hyperplane_data(rng, 100, dim=8)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    capped = probe.fit_probe(tx, ty, vx, vy, (1.0,), max_iter=2)
+    free = probe.fit_probe(tx, ty, vx, vy, (1.0,), max_iter=1000)
+  assert not caught
+  assert not capped.converged and free.converged
+  assert capped.model.n_iter_[0] == 2 and free.model.n_iter_[0] < 1000
+  assert [r.getMessage() for r in caplog.records if 'lbfgs' in r.getMessage()
+          ] == ['probe: lbfgs did not converge in max_iter=2 at the chosen '
+                'C=1; a larger max_iter may change the probe']

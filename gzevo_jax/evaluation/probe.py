@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import dataclasses
+import warnings
 
+from absl import logging
 import numpy as np
+from sklearn import exceptions
 from sklearn import linear_model
 from sklearn import metrics
 
@@ -28,6 +31,7 @@ class Probe:
   std: np.ndarray  # [D] training-subset feature stds; 1 where a feature is flat.
   model: linear_model.LogisticRegression
   val_balanced_accuracy: float
+  converged: bool = True  # Whether lbfgs converged within max_iter.
 
   def predict_proba(self, x: np.ndarray) -> np.ndarray:
     """[N, C] class probabilities; column j is class j."""
@@ -127,18 +131,40 @@ def fit_probe(train_x: np.ndarray,
 
   best = None
   for c in c_values:  # Ascending, so a strict > keeps the smaller C on ties.
-    model = linear_model.LogisticRegression(C=c,
-                                            solver='lbfgs',
-                                            max_iter=max_iter)
-    model.fit(train_z, train_y)
+    model, converged = _fit_lbfgs(train_z, train_y, c, max_iter)
     score = _balanced_accuracy(val_y, model.predict(val_z))
     if best is None or score > best.val_balanced_accuracy:
       best = Probe(c=c,
                    mean=mean,
                    std=std,
                    model=model,
-                   val_balanced_accuracy=score)
+                   val_balanced_accuracy=score,
+                   converged=converged)
+  if not best.converged:
+    logging.warning('probe: lbfgs did not converge in max_iter=%d at the '
+                    'chosen C=%g; a larger max_iter may change the probe',
+                    max_iter, best.c)
   return best
+
+
+def _fit_lbfgs(x: np.ndarray, y: np.ndarray, c: float,
+               max_iter: int) -> tuple[linear_model.LogisticRegression, bool]:
+  """One fit at C, and whether lbfgs converged.
+
+  At large C on (nearly) separable features the optimum lies at infinite
+  weights, so hitting max_iter there is expected; `fit_probe` reports it
+  only for the chosen C, instead of one sklearn warning per fit.
+  """
+  model = linear_model.LogisticRegression(C=c, solver='lbfgs',
+                                          max_iter=max_iter)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always', exceptions.ConvergenceWarning)
+    model.fit(x, y)
+  for w in caught:  # Pass on every other warning.
+    if not issubclass(w.category, exceptions.ConvergenceWarning):
+      warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+  return model, not any(issubclass(w.category, exceptions.ConvergenceWarning)
+                        for w in caught)
 
 
 def classification_metrics(y_true: np.ndarray,
