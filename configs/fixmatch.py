@@ -6,9 +6,10 @@ dataset shift (after Slijepcevic et al. 2022).
 
 Every arm trains the same ResNet from scratch on the same labelled subsets;
 the FixMatch arms add the unlabelled survey-A pool (`fixmatch`) or the
-survey-B pool (`fixmatch_shift`). Writes fixmatch.md (accuracy, ECE and
-FixMatch - supervised with 95% intervals per budget), reliability.png,
-results.json and results.csv to the workdir (default runs/fixmatch).
+survey-B pool (`fixmatch_shift`). Writes fixmatch.md (accuracy and ECE per
+budget; each FixMatch arm - supervised, and fixmatch - fixmatch_shift, with
+95% intervals), reliability.png, results.json and results.csv to the
+workdir (default runs/fixmatch).
 """
 
 import ml_collections
