@@ -245,8 +245,11 @@ def test_the_smoke_experiment_writes_its_table_and_resumes(tmp_path,
     assert len(row['test_confidence']) == len(out['test_labels'])
     assert ('mask_rate' in row) == (row['method'] != 'supervised')
   table = (tmp_path / 'fixmatch.md').read_text()
-  assert table.startswith('| labels | supervised accuracy | fixmatch accuracy')
-  assert 'fixmatch_shift − supervised' in table and '| 20 |' in table
+  assert table.startswith('**Test accuracy**\n\n| labels | supervised | '
+                          'fixmatch | fixmatch_shift |')
+  assert '**Expected calibration error**' in table
+  assert table.count('| fixmatch − fixmatch_shift |') == 2
+  assert table.count('| 20 |') == 2
   for name in ('reliability.png', 'results.json', 'results.csv'):
     assert (tmp_path / name).stat().st_size > 0
 
