@@ -187,8 +187,8 @@ def _random_streams(seed: int) -> dict[tuple[str, str], np.random.Generator]:
   """One random stream per (metric, baseline), each drawn from in budget
   order, so the shift pair (added later) leaves the intervals against
   supervised training as they were."""
-  keys = [('accuracy', 'supervised'), ('ece', 'supervised'),
-          ('accuracy', 'fixmatch_shift'), ('ece', 'fixmatch_shift')]
+  baselines = dict.fromkeys(baseline for _, baseline in PAIRS)
+  keys = [(metric, b) for b in baselines for metric in ('accuracy', 'ece')]
   return {key: np.random.default_rng(seed if i == 0 else [seed, i])
           for i, key in enumerate(keys)}
 

@@ -160,11 +160,13 @@ def _fit_lbfgs(x: np.ndarray, y: np.ndarray, c: float,
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always', exceptions.ConvergenceWarning)
     model.fit(x, y)
+  converged = True
   for w in caught:  # Pass on every other warning.
-    if not issubclass(w.category, exceptions.ConvergenceWarning):
+    if issubclass(w.category, exceptions.ConvergenceWarning):
+      converged = False
+    else:
       warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-  return model, not any(issubclass(w.category, exceptions.ConvergenceWarning)
-                        for w in caught)
+  return model, converged
 
 
 def classification_metrics(y_true: np.ndarray,
